@@ -1,0 +1,10 @@
+from .checkpoint import install_safe_globals
+from .version import __version__
+
+# Make mmengine's own checkpoints (resume, load_from, tools/test.py) loadable with torch's
+# weights_only unpickler; see mmpoolformer/checkpoint/safe_load.py.
+install_safe_globals()
+
+from . import models  # noqa: E402,F401  (registers the backbones)
+
+__all__ = ['__version__']

@@ -1,0 +1,90 @@
+"""Normalization layers for (B, H, W, C) tensors, the layout used inside MetaFormer stages.
+
+They subclass the torch layers they stand for, so parameter names, initialisation and
+``isinstance`` checks (e.g. ``norm_eval`` looking for ``_BatchNorm``) are unchanged.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .fused_ops import group_norm1_nhwc
+
+
+class GroupNormNHWC(nn.GroupNorm):
+    """``nn.GroupNorm`` (same parameters and eps) applied to (B, H, W, C) input.
+
+    One group (PoolFormer): accurate statistics, one fused affine pass, the native fused
+    backward (see ``fused_ops``). Several groups: the native kernel on a channels-last view.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.num_groups == 1:
+            return group_norm1_nhwc(x, self.weight, self.bias, self.eps)
+        weight, bias = self.weight, self.bias
+        if weight is not None and weight.dtype != x.dtype:  # autocast keeps params fp32
+            weight, bias = weight.to(x.dtype), None if bias is None else bias.to(x.dtype)
+        out = F.group_norm(x.permute(0, 3, 1, 2), self.num_groups, weight, bias, self.eps)
+        return out.permute(0, 2, 3, 1)
+
+
+class BatchNormNHWC(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` on (B, H, W, C) input (run on a channels-last view, no copy)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+class SyncBatchNormNHWC(nn.SyncBatchNorm):
+    """``nn.SyncBatchNorm`` on (B, H, W, C) input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+def _layer_norm(channels, eps=1e-5, affine=True, bias=True):
+    return nn.LayerNorm(channels, eps=eps, elementwise_affine=affine, bias=bias)
+
+
+def _group_norm(channels, num_groups=None, eps=1e-5, affine=True):
+    if num_groups is None:
+        raise ValueError("norm_cfg of type 'GN' needs num_groups, e.g. "
+                         "dict(type='GN', num_groups=1) as in PoolFormer")
+    if channels % num_groups:
+        raise ValueError(f'GN num_groups={num_groups} does not divide {channels} channels')
+    return GroupNormNHWC(num_groups, channels, eps=eps, affine=affine)
+
+
+# LayerNorm over the channel axis is plain nn.LayerNorm in the (B, H, W, C) layout.
+NORM_LAYERS = {
+    'GN': _group_norm,
+    'LN': _layer_norm,
+    'BN': lambda channels, **kw: BatchNormNHWC(channels, **kw),
+    'SyncBN': lambda channels, **kw: SyncBatchNormNHWC(channels, **kw),
+}
+
+
+def build_norm(cfg: dict, channels: int) -> nn.Module:
+    """Build a norm layer for (B, H, W, C) tensors from an mmcv-style ``norm_cfg``.
+
+    ``requires_grad`` is honoured as in mmcv; other keys go to the layer.
+    """
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise TypeError(f'norm_cfg must be a dict with a "type" key, got {cfg!r}')
+    cfg = dict(cfg)
+    norm_type = cfg.pop('type')
+    requires_grad = cfg.pop('requires_grad', True)
+    if norm_type not in NORM_LAYERS:
+        raise KeyError(f'unknown norm type {norm_type!r}; valid types: '
+                       f'{", ".join(sorted(NORM_LAYERS))}')
+    try:
+        layer = NORM_LAYERS[norm_type](channels, **cfg)
+    except TypeError as e:
+        raise TypeError(f'bad norm_cfg {dict(type=norm_type, **cfg)}: {e}') from None
+    for p in layer.parameters():
+        p.requires_grad_(requires_grad)
+    return layer
+
+
+def is_group_norm1(layer: nn.Module) -> bool:
+    """True for a one-group GroupNorm: per-sample statistics, per-channel affine."""
+    return isinstance(layer, GroupNormNHWC) and layer.num_groups == 1
