@@ -5,6 +5,9 @@ from .version import __version__
 # weights_only unpickler; see mmpoolformer/checkpoint/safe_load.py.
 install_safe_globals()
 
-from . import models  # noqa: E402,F401  (registers the backbones)
+from . import engine, models  # noqa: E402,F401  (registers the backbones and wrappers)
+
+# Checkpoints (and every other local file mmengine writes) are replaced atomically.
+engine.install_atomic_local_backend()
 
 __all__ = ['__version__']

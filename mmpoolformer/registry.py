@@ -9,9 +9,12 @@ import importlib
 
 from mmengine.logging import print_log
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, locations=['mmpoolformer.models'])
+OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS,
+                          locations=['mmpoolformer.engine'])
 
 DOWNSTREAM_SCOPES = ('mmdet', 'mmseg')
 

@@ -53,7 +53,7 @@ def load_converted(model: torch.nn.Module, converted: dict, sources: dict, unuse
     model has no place for (a checkpoint of another arch).
     """
     own = model.state_dict()
-    arch = getattr(model, 'arch', None)
+    arch = getattr(model, 'arch_name', None)
     hint = f' The model is {type(model).__name__} {arch}; is the checkpoint of another ' \
            f'arch?' if arch else ''
     for key, tensor in converted.items():

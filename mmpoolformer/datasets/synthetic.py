@@ -121,7 +121,10 @@ def generate(root: str, num_train: int = 400, num_val: int = 50, seed: int = 0,
         images, annotations = [], []
         bar = ProgressBar(count) if progress else None
         for i in range(count):
-            img, instances = render_scene(_scene_rng(seed, split, i), size, size)
+            # Object sizes scale with the image: 28-96 px at 256 px.
+            img, instances = render_scene(_scene_rng(seed, split, i), size, size,
+                                          min_size=max(4, round(size * 28 / 256)),
+                                          max_size=round(size * 96 / 256))
             name = f'{i:06d}'
             if 'det' in tasks:
                 cv2.imwrite(osp.join(det_img_dir, name + '.jpg'), img,

@@ -58,6 +58,7 @@ class PoolFormer(MetaFormer):
                  act_cfg: dict = dict(type='GELU'),
                  init_cfg: Optional[dict] = None):
         self.arch = resolve_arch(arch, self.arch_settings, type(self).__name__)
+        self.arch_name = arch if isinstance(arch, str) else 'custom'
         super().__init__(
             layers=self.arch['layers'],
             embed_dims=self.arch['embed_dims'],

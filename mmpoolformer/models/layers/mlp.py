@@ -2,6 +2,8 @@ import torch
 import torch.nn as nn
 from mmcv.cnn import build_activation_layer
 
+from . import fused_ops
+
 
 class Mlp(nn.Module):
     """Channel MLP on (B, H, W, C) tensors: fc1 -> act -> drop -> fc2 -> drop.
@@ -19,5 +21,5 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop) if drop > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.drop(self.act(self.fc1(x)))
-        return self.drop(self.fc2(x))
+        x = self.drop(self.act(fused_ops.fast_linear(x, self.fc1)))
+        return self.drop(fused_ops.fast_linear(x, self.fc2))

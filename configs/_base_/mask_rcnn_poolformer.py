@@ -1,0 +1,22 @@
+# Mask R-CNN with a PoolFormer backbone, COCO, 1x schedule (the paper's setup).
+# Arch configs set backbone.arch and the ImageNet checkpoint.
+_base_ = [
+    'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+    'mmdet::_base_/datasets/coco_instance.py',
+    'mmdet::_base_/schedules/schedule_1x.py',
+    'mmdet::_base_/default_runtime.py',
+    './custom_imports.py',
+]
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='PoolFormer',
+        out_indices=(0, 1, 2, 3),
+        drop_path_rate=0.),
+    neck=dict(in_channels=[64, 128, 320, 512], out_channels=256, num_outs=5))
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4))
+# The paper's total batch: 8 GPUs x 2 images. `--auto-scale-lr` rescales lr to yours.
+auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -1,0 +1,118 @@
+"""Every config builds, has the paper's parameter count and the paper's hyperparameters."""
+import glob
+import importlib
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+import mmpoolformer  # noqa: F401
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# Whole-model parameters in millions, from the paper's tables (see shared ANCHORS.md;
+# S24 Semantic FPN: 25.1M, the paper's 23.2M contradicts its own S12/S36 rows).
+PAPER_PARAMS = {
+    'retinanet_poolformer_s12': 21.7, 'retinanet_poolformer_s24': 31.1,
+    'retinanet_poolformer_s36': 40.6, 'mask_rcnn_poolformer_s12': 31.6,
+    'mask_rcnn_poolformer_s24': 41.0, 'mask_rcnn_poolformer_s36': 50.5,
+    'semantic_fpn_poolformer_s12': 15.7, 'semantic_fpn_poolformer_s24': 25.1,
+    'semantic_fpn_poolformer_s36': 34.6, 'semantic_fpn_poolformer_m36': 59.8,
+    'semantic_fpn_poolformer_m48': 77.1,
+}
+CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*.py')))
+QUICKSTART = sorted(glob.glob(osp.join(REPO, 'configs', 'quickstart', '*.py')))
+
+
+def name(path):
+    return osp.splitext(osp.basename(path))[0]
+
+
+def build(cfg):
+    registry = importlib.import_module(f'{cfg.default_scope}.registry').MODELS
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        return registry.build(cfg.model)
+
+
+def test_every_paper_config_exists():
+    assert sorted(map(name, CONFIGS)) == sorted(PAPER_PARAMS)
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=name)
+def test_config_builds_with_paper_parameter_count(path):
+    cfg = Config.fromfile(path)
+    assert cfg.custom_imports == dict(imports=['mmpoolformer'], allow_failed_imports=False)
+    arch = name(path).rsplit('_', 1)[1]
+    backbone = cfg.model.backbone
+    assert backbone.type == 'PoolFormer' and backbone.arch == arch
+    assert backbone.init_cfg == dict(
+        type='Pretrained', checkpoint='https://github.com/sail-sg/poolformer/releases/'
+        f'download/v1.0/poolformer_{arch}.pth.tar')
+    model = build(cfg)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    assert abs(params - PAPER_PARAMS[name(path)]) < 0.1, params
+
+
+def schedulers(cfg):
+    return {s['type']: s for s in cfg.param_scheduler}
+
+
+@pytest.mark.parametrize('task,lr', [('retinanet', 1e-4), ('mask_rcnn', 2e-4)])
+def test_detection_hyperparameters(task, lr):
+    for arch in ('s12', 's24', 's36'):
+        cfg = Config.fromfile(osp.join(REPO, 'configs', f'{task}_poolformer_{arch}.py'))
+        assert cfg.optim_wrapper.optimizer == dict(type='AdamW', lr=lr, weight_decay=1e-4)
+        assert cfg.train_cfg.max_epochs == 12
+        sched = schedulers(cfg)
+        assert sched['MultiStepLR']['milestones'] == [8, 11]
+        assert sched['LinearLR']['end'] == 500 and not sched['LinearLR']['by_epoch']
+        assert cfg.train_dataloader.batch_size * 8 == cfg.auto_scale_lr.base_batch_size == 16
+        resize = next(t for t in cfg.train_pipeline if t['type'] == 'Resize')
+        assert resize['scale'] == (1333, 800)
+        neck = cfg.model.neck
+        assert neck.out_channels == 256 and neck.num_outs == 5
+        if task == 'retinanet':
+            # Strides 8-32 only (official start_level=1): no unused stride-4 output.
+            assert cfg.model.backbone.out_indices == (1, 2, 3)
+            assert neck.in_channels == [128, 320, 512] and neck.start_level == 0
+            assert neck.add_extra_convs == 'on_input'
+        else:
+            assert cfg.model.backbone.out_indices == (0, 1, 2, 3)
+            assert neck.in_channels == [64, 128, 320, 512]
+
+
+def test_segmentation_hyperparameters():
+    for arch in ('s12', 's24', 's36', 'm36', 'm48'):
+        cfg = Config.fromfile(osp.join(REPO, 'configs', f'semantic_fpn_poolformer_{arch}.py'))
+        assert cfg.optim_wrapper.optimizer == dict(type='AdamW', lr=2e-4, weight_decay=1e-4)
+        assert [s['type'] for s in cfg.param_scheduler] == ['PolyLR']  # no warmup
+        poly = cfg.param_scheduler[0]
+        assert (poly.power, poly.eta_min, poly.end) == (0.9, 0.0, 40000)
+        assert cfg.train_cfg.max_iters == 40000
+        assert cfg.train_dataloader.batch_size * 8 == cfg.auto_scale_lr.base_batch_size == 32
+        train = {t['type']: t for t in cfg.train_dataloader.dataset.pipeline}
+        assert train['RandomResize']['scale'] == (2048, 512)
+        assert train['RandomResize']['ratio_range'] == (0.5, 2.0)
+        assert train['RandomCrop']['crop_size'] == (512, 512)
+        assert train['RandomCrop']['cat_max_ratio'] == 0.75
+        assert 'PhotoMetricDistortion' in train and 'RandomFlip' in train
+        test = [t['type'] for t in cfg.test_dataloader.dataset.pipeline]
+        assert test[:3] == ['LoadImageFromFile', 'Resize', 'ResizeToMultiple']
+        assert cfg.test_dataloader.dataset.pipeline[2]['size_divisor'] == 32
+        assert cfg.model.test_cfg.mode == 'whole'
+        head = cfg.model.decode_head
+        assert (head.channels, head.dropout_ratio, head.num_classes) == (128, 0.1, 150)
+        dims = [64, 128, 320, 512] if arch.startswith('s') else [96, 192, 384, 768]
+        assert cfg.model.neck.in_channels == dims and cfg.model.neck.num_outs == 4
+
+
+@pytest.mark.parametrize('path', QUICKSTART, ids=name)
+def test_quickstart_configs_inherit_the_real_ones(path):
+    cfg = Config.fromfile(path)
+    real = Config.fromfile(osp.join(REPO, 'configs', name(path).replace('_shapes', '.py')))
+    assert cfg.model.backbone.init_cfg is None  # offline: no ImageNet download
+    for key in ('type', 'arch', 'out_indices'):
+        assert cfg.model.backbone[key] == real.model.backbone[key]
+    assert cfg.model.neck == real.model.neck
+    assert cfg.optim_wrapper.optimizer.type == real.optim_wrapper.optimizer.type
+    assert build(cfg) is not None

@@ -1,0 +1,44 @@
+import subprocess
+import sys
+import textwrap
+
+import torch
+from mmengine.fileio import get_file_backend
+from mmengine.runner.checkpoint import save_checkpoint
+
+import mmpoolformer  # noqa: F401
+from mmpoolformer.engine import AtomicLocalBackend
+
+
+def test_mmengine_saves_local_files_through_the_atomic_backend(tmp_path, monkeypatch):
+    path = tmp_path / 'ckpt.pth'
+    assert type(get_file_backend(str(path))) is AtomicLocalBackend
+    written = []
+    original = AtomicLocalBackend.put
+    monkeypatch.setattr(AtomicLocalBackend, 'put',
+                        lambda self, obj, fp: (written.append(str(fp)), original(self, obj, fp)))
+    save_checkpoint({'state_dict': {'w': torch.ones(3)}}, str(path))
+    assert written == [str(path)]
+    assert torch.equal(torch.load(path, weights_only=True)['state_dict']['w'], torch.ones(3))
+
+
+def test_a_kill_while_saving_leaves_the_previous_checkpoint_intact(tmp_path):
+    target = tmp_path / 'iter_10.pth'
+    target.write_bytes(b'the last good checkpoint')
+    code = textwrap.dedent(f"""
+        import os, time
+        import mmpoolformer
+        from mmengine.fileio import get_file_backend
+        def stall(fd):  # all bytes are written; be killed before the rename
+            print('written', flush=True)
+            time.sleep(60)
+        os.fsync = stall
+        get_file_backend({str(target)!r}).put(b'new' * 1_000_000, {str(target)!r})
+    """)
+    proc = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == 'written'
+    finally:
+        proc.kill()
+        proc.wait()
+    assert target.read_bytes() == b'the last good checkpoint'

@@ -1,0 +1,168 @@
+"""End-to-end runs of tools/train.py and tools/test.py on tiny generated data (CPU)."""
+import glob
+import os
+import os.path as osp
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mmpoolformer.datasets import generate
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+SIZE = 64
+
+
+@pytest.fixture(scope='session')
+def shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp('shapes')
+    generate(str(root), num_train=8, num_val=4, seed=0, size=SIZE, progress=False)
+    return root
+
+
+def run(*args, cwd=REPO, timeout=600, env=None):
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def det_options(root, iters=2, masks=False):
+    data_root = f'{root}/coco/'
+    scale = f'({SIZE},{SIZE})'
+    opts = [
+        f'train_dataloader.dataset.data_root={data_root}',
+        f'val_dataloader.dataset.data_root={data_root}',
+        f'test_dataloader.dataset.data_root={data_root}',
+        f'val_evaluator.ann_file={data_root}annotations/instances_val2017.json',
+        f'test_evaluator.ann_file={data_root}annotations/instances_val2017.json',
+        f'train_dataloader.dataset.pipeline.2.scale={scale}',
+        f'val_dataloader.dataset.pipeline.1.scale={scale}',
+        f'test_dataloader.dataset.pipeline.1.scale={scale}',
+        'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
+        'test_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
+        'val_dataloader.num_workers=0', 'test_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False', 'val_dataloader.persistent_workers=False',
+        'test_dataloader.persistent_workers=False',
+        f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+        f'default_hooks.checkpoint.interval={iters}', 'default_hooks.logger.interval=1',
+    ]
+    return opts
+
+
+def seg_options(root, iters=2):
+    data_root = f'{root}/ade/ADEChallengeData2016'
+    return [
+        f'train_dataloader.dataset.data_root={data_root}',
+        f'val_dataloader.dataset.data_root={data_root}',
+        f'test_dataloader.dataset.data_root={data_root}',
+        f'train_dataloader.dataset.pipeline.2.scale=({2 * SIZE},{SIZE})',
+        f'train_dataloader.dataset.pipeline.3.crop_size=({SIZE},{SIZE})',
+        f'model.data_preprocessor.size=({SIZE},{SIZE})',
+        f'val_dataloader.dataset.pipeline.1.scale=({2 * SIZE},{SIZE})',
+        f'test_dataloader.dataset.pipeline.1.scale=({2 * SIZE},{SIZE})',
+        'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
+        'val_dataloader.num_workers=0', 'test_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False', 'val_dataloader.persistent_workers=False',
+        'test_dataloader.persistent_workers=False',
+        f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+        f'default_hooks.checkpoint.interval={iters}', 'default_hooks.logger.interval=1',
+    ]
+
+
+def metrics(log):
+    """The last value of each 'name: number' metric printed by mmengine."""
+    found = {}
+    for key, value in re.findall(r'((?:coco|mIoU|aAcc|mAcc)[\w/]*): (-?[\d.]+)', log):
+        found[key] = float(value)
+    return found
+
+
+CASES = {
+    'retinanet': ('configs/quickstart/retinanet_poolformer_s12_shapes.py', det_options,
+                  ['coco/bbox_mAP', 'coco/bbox_mAP_50']),
+    'mask_rcnn': ('configs/quickstart/mask_rcnn_poolformer_s12_shapes.py', det_options,
+                  ['coco/bbox_mAP', 'coco/segm_mAP']),
+    'semantic_fpn': ('configs/quickstart/semantic_fpn_poolformer_s12_shapes.py', seg_options,
+                     ['mIoU', 'aAcc']),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('case', list(CASES))
+def test_train_then_test_gives_real_metrics(case, shapes, tmp_path):
+    config, options, names = CASES[case]
+    opts = options(shapes)
+    work_dir = tmp_path / 'work'
+    rc, log = run('tools/train.py', config, '--work-dir', str(work_dir), '--cfg-options',
+                  *opts)
+    assert rc == 0, log[-3000:]
+    ckpt = work_dir / 'iter_2.pth'
+    assert ckpt.exists() and (work_dir / 'last_checkpoint').exists()
+    train_metrics = metrics(log)
+    assert set(names) <= set(train_metrics), log[-2000:]
+
+    show_dir = 'vis'
+    rc, log = run('tools/test.py', config, str(ckpt), '--work-dir', str(tmp_path / 'test'),
+                  '--show-dir', show_dir, '--cfg-options', *opts)
+    assert rc == 0, log[-3000:]
+    found = metrics(log)
+    for key in names:
+        # mmdet prints mAPs in [0, 1]; mmseg prints percentages in [0, 100].
+        assert 0.0 <= found[key] <= (100.0 if case == 'semantic_fpn' else 1.0), (key, found)
+    # Evaluation of the same checkpoint on the same data is deterministic.
+    for key in names:
+        assert found[key] == pytest.approx(train_metrics[key], abs=1e-4), key
+    pictures = glob.glob(str(tmp_path / '**' / '*.png'), recursive=True) + \
+        glob.glob(str(tmp_path / '**' / '*.jpg'), recursive=True)
+    assert len(pictures) >= 4, 'test.py --show-dir wrote no pictures'
+
+
+@pytest.mark.slow
+def test_segmentation_learns_the_background(shapes, tmp_path):
+    """A longer (still small) run must beat chance: mIoU is really computed from predictions."""
+    config, options, _ = CASES['semantic_fpn']
+    opts = options(shapes, iters=30) + ['optim_wrapper.optimizer.lr=0.003']
+    rc, log = run('tools/train.py', config, '--work-dir', str(tmp_path / 'w'),
+                  '--cfg-options', *opts)
+    assert rc == 0, log[-3000:]
+    assert metrics(log)['aAcc'] > 60.0  # the background is most pixels
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_distributed_training(shapes, tmp_path):
+    config, options, _ = CASES['retinanet']
+    work_dir = tmp_path / 'dist'
+    rc, log = run('-m', 'torch.distributed.run', '--nproc_per_node=2',
+                  f'--master_port={free_port()}', 'tools/train.py', config, '--launcher',
+                  'pytorch', '--work-dir', str(work_dir), '--cfg-options',
+                  *options(shapes, iters=2))
+    assert rc == 0, log[-4000:]
+    assert re.search(r'world_size: 2', log), log[-2000:]
+    # One checkpoint, saved once: only rank 0 writes.
+    assert sorted(os.listdir(work_dir))[:0] == []
+    assert glob.glob(str(work_dir / '*.pth')) == [str(work_dir / 'iter_2.pth')]
+    assert log.count('Saving checkpoint at 2 iterations') == 1
+    state = torch.load(work_dir / 'iter_2.pth', map_location='cpu', weights_only=True)
+    assert state['meta']['iter'] == 2
+
+
+@pytest.mark.parametrize('config,needle', [
+    ('configs/retinanet_poolformer_s12.py', 'cocodataset.org'),
+    ('configs/semantic_fpn_poolformer_s12.py', 'ADEChallengeData2016'),
+])
+def test_missing_dataset_is_one_clear_message(tmp_path, config, needle):
+    rc, log = run(osp.join(REPO, 'tools/train.py'), osp.join(REPO, config), '--work-dir',
+                  str(tmp_path / 'w'), cwd=tmp_path)
+    assert rc == 1
+    assert 'Traceback' not in log
+    assert 'ERROR: Dataset not found: data/' in log and needle in log
+    assert 'make_shapes.py' in log

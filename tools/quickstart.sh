@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The README's main command: set up, generate the synthetic shapes data, train
+# RetinaNet-PoolFormer-S12 on the CPU with tools/train.py, evaluate with the COCO metric
+# (tools/test.py) and draw its predictions on validation images.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+CONFIG=configs/quickstart/retinanet_poolformer_s12_shapes.py
+WORK=${WORK_DIR:-work_dirs/quickstart}
+
+bash tools/setup_env.sh
+PY=.venv/bin/python
+$PY tools/dataset_converters/make_shapes.py data/shapes --tasks det
+$PY tools/train.py "$CONFIG" --work-dir "$WORK" --amp "$@"
+CKPT="$(cat "$WORK/last_checkpoint")"
+$PY tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK/test"
+$PY demo/image_demo.py data/shapes/coco/val2017/00000{0,1,2,3}.jpg "$CONFIG" \
+    --weights "$CKPT" --out-file "$WORK/predictions.png"
+$PY tools/analysis/quickstart_report.py "$WORK"

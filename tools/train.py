@@ -1,0 +1,77 @@
+"""Train a detector (mmdet) or segmentor (mmseg) config with mmengine's Runner.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+                          [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+from mmpoolformer.apis import (  # noqa: E402
+    DatasetNotFoundError,
+    ModelConfigError,
+    add_common_args,
+    build_runner,
+    check_datasets,
+    load_config,
+    setup_cpu_distributed,
+)
+
+
+def parse_args(argv=None):
+    parser = add_common_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision: fp16 + loss scaling on CUDA, bf16 autocast on CPU')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the lr by (total batch / auto_scale_lr.base_batch_size)')
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from CKPT, or without a value from the latest '
+                             'checkpoint in the work dir')
+    parser.add_argument('--load-from', help='start from the weights of CKPT (no resume)')
+    return parser.parse_args(argv)
+
+
+def enable_amp(cfg):
+    """--amp: fp16 with dynamic loss scaling on CUDA (as mmdet), bf16 autocast on CPU."""
+    import torch
+    wrapper = cfg.optim_wrapper
+    if wrapper.get('type') in ('AmpOptimWrapper', 'mmpoolformer.AmpCPUOptimWrapper'):
+        return
+    if torch.cuda.is_available():
+        wrapper.type = 'AmpOptimWrapper'
+        wrapper.loss_scale = 'dynamic'
+    else:
+        wrapper.type = 'mmpoolformer.AmpCPUOptimWrapper'
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = load_config(args)
+    if args.amp:
+        enable_amp(cfg)
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
+            sys.exit('ERROR: --auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
+        cfg.auto_scale_lr.enable = True
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    if args.load_from is not None:
+        cfg.resume, cfg.load_from = False, args.load_from
+    try:
+        check_datasets(cfg, ('train', 'val'))
+    except DatasetNotFoundError as e:
+        sys.exit(f'ERROR: {e}')
+    setup_cpu_distributed(cfg)
+    try:
+        runner = build_runner(cfg)
+    except ModelConfigError as e:
+        sys.exit(f'ERROR: {e}')
+    return runner.train()
+
+
+if __name__ == '__main__':
+    main()
