@@ -24,9 +24,9 @@ def parse_args(argv=None):
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--show', action='store_true', help='show predictions in a window')
-    parser.add_argument('--show-dir', help='save pictures of the predictions in this '
-                        'directory (relative to the work dir\'s timestamped run folder for '
-                        'detection, as in mmdet)')
+    parser.add_argument('--show-dir', help='save pictures of every prediction in this '
+                        'directory, relative to the work dir (for detection, as in mmdet, '
+                        'to its timestamped run folder)')
     parser.add_argument('--wait-time', type=float, default=2, help='seconds per --show image')
     return parser.parse_args(argv)
 
@@ -41,9 +41,12 @@ def trigger_visualization(cfg, args):
         hook['wait_time'] = args.wait_time
     if args.show_dir:
         if hook.get('type', '').startswith('Det'):
-            hook['test_out_dir'] = args.show_dir
-        else:  # mmseg's hook saves through the visualizer
-            cfg.visualizer['save_dir'] = args.show_dir
+            hook['test_out_dir'] = args.show_dir  # mmdet: under the run's work dir folder
+        else:
+            # mmseg's hook saves through the visualizer, relative to the current directory,
+            # and only every `interval`-th batch (default 50): draw them all, in the work dir.
+            hook['interval'] = 1
+            cfg.visualizer['save_dir'] = osp.join(cfg.work_dir, args.show_dir)
 
 
 def main(argv=None):

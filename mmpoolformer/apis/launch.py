@@ -54,7 +54,8 @@ def setup_cpu_distributed(cfg: Config) -> None:
     mmengine 0.10.7's ``init_dist`` calls ``torch.cuda.set_device`` unconditionally and its
     DDP wrapper pins ``device_ids=[LOCAL_RANK]``; both fail on the CPU. Here the process
     group is created with gloo before the Runner starts (the Runner then skips its own
-    init), and DDP gets ``device_ids=None``, which is what CPU modules need.
+    init), DDP gets ``device_ids=None``, which is what CPU modules need, and SyncBN layers
+    (CUDA only) are built as BN.
     """
     if cfg.launcher == 'none' or torch.cuda.is_available():
         return
@@ -72,11 +73,24 @@ def setup_cpu_distributed(cfg: Config) -> None:
     cfg.env_cfg.dist_cfg = dict(backend='gloo', timeout=timeout)
     if not dist.is_initialized():
         dist.init_process_group(backend='gloo', timeout=timedelta(seconds=timeout))
+    _sync_bn_to_bn(cfg.model)
     wrapper = dict(cfg.get('model_wrapper_cfg') or {})
     wrapper.setdefault('type', 'MMDistributedDataParallel')
     wrapper.update(device_ids=None, broadcast_buffers=False)
     wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
     cfg.model_wrapper_cfg = wrapper
+
+
+def _sync_bn_to_bn(node):
+    """SyncBN needs CUDA; mmengine reverts it to BN only for non-distributed runs."""
+    if isinstance(node, dict):
+        if node.get('type') == 'SyncBN':
+            node['type'] = 'BN'
+        for value in node.values():
+            _sync_bn_to_bn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _sync_bn_to_bn(value)
 
 
 def _slurm_env():

@@ -40,10 +40,27 @@ def _numpy_globals():
     return items
 
 
+def _history_buffer_getattr(obj, name):
+    """Stands in for ``builtins.getattr`` while unpickling; resolves nothing but
+    HistoryBuffer's statistics methods.
+
+    A HistoryBuffer pickles its ``statistics_methods`` as ``getattr(HistoryBuffer, 'min')``
+    and the like. Allowing the real ``getattr`` would let a pickle reach any attribute of
+    any allowlisted object; this reaches only those methods.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    allowed = {'min', 'max', 'current', 'mean'} | set(HistoryBuffer._statistics_methods)
+    if obj is HistoryBuffer and name in allowed:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'getattr({getattr(obj, "__name__", type(obj).__name__)}, {name!r}) is not allowed '
+        f'in a checkpoint')
+
+
 def safe_globals():
     """The types, beyond torch's defaults, that mmengine/mmdet/mmseg checkpoints contain."""
     from mmengine.logging.history_buffer import HistoryBuffer
-    return [HistoryBuffer] + _numpy_globals()
+    return [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr')] + _numpy_globals()
 
 
 def install_safe_globals():
@@ -81,7 +98,10 @@ def load_checkpoint_file(filename: str, map_location='cpu'):
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # torch's message is long; keep the line that names what was refused.
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if 'Unsupported' in ln or 'not allowed' in ln),
+                      lines[0] if lines else type(e).__name__)
         raise CheckpointError(
             f'refused to load {filename}: it is not a plain-data checkpoint ({reason}). '
             f'mmpoolformer only unpickles tensors, containers and the allowlisted types '

@@ -21,3 +21,12 @@ def test_neck_channel_mismatch_is_reported_at_build_time():
                                                r'with .* PoolFormer s12 .*\(1, 2, 3\)\): '
                                                r'\[128, 320, 512\]'):
         check_neck_channels(build(cfg))
+
+
+def test_cpu_distributed_runs_build_batchnorm_instead_of_syncbn():
+    from mmpoolformer.apis.launch import _sync_bn_to_bn
+    cfg = Config.fromfile('configs/semantic_fpn_poolformer_s12.py')
+    assert cfg.model.decode_head.norm_cfg.type == 'SyncBN'
+    _sync_bn_to_bn(cfg.model)
+    assert 'SyncBN' not in cfg.pretty_text
+    assert cfg.model.decode_head.norm_cfg == dict(type='BN', requires_grad=True)

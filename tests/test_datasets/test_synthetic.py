@@ -44,15 +44,16 @@ def test_coco_annotations_match_the_pixels(tmp_path):
             kinds.add('rle' if is_rle else 'polygon')
             ys, xs = np.nonzero(mask)
             x, y, w, h = ann['bbox']
-            # RLE is the drawn mask itself; pycocotools rasterises polygons up to a pixel
-            # differently from cv2 (which drew them) along the edges.
-            tol = 0 if is_rle else 1
+            # RLE is the drawn mask itself; pycocotools rasterises polygons without the
+            # boundary pixels that cv2 drew, so their boxes may differ by up to 2 px.
+            tol = 0 if is_rle else 2
             box = np.array((x, y, x + w - 1, y + h - 1))
             assert np.abs(box - (xs.min(), ys.min(), xs.max(), ys.max())).max() <= tol
             assert abs(ann['area'] - mask.sum()) <= (0 if is_rle else 2 * (w + h))
-            # A shape is one flat colour: its pixels vary far less than the background.
-            inside = img[mask].astype(float)
-            assert inside.std(axis=0).max() < 12
+            # A shape is one flat colour (up to JPEG noise away from its blended edges).
+            interior = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+            if interior.any():
+                assert img[interior].astype(float).std(axis=0).max() < 12
     assert kinds == {'rle', 'polygon'}
     assert max(per_image) > 1 and min(per_image) >= 1
 
