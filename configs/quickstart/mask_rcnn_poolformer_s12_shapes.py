@@ -41,4 +41,5 @@ optim_wrapper = {{_base_.shapes_optim_wrapper}}
 param_scheduler = {{_base_.shapes_param_scheduler}}
 default_hooks = {{_base_.shapes_default_hooks}}
 log_processor = dict(by_epoch=False)
+randomness = dict(seed=0)
 auto_scale_lr = dict(base_batch_size=4)

@@ -9,17 +9,9 @@ import sys
 import pytest
 import torch
 
-from mmpoolformer.datasets import generate
+from .conftest import SIZE
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-SIZE = 64
-
-
-@pytest.fixture(scope='session')
-def shapes(tmp_path_factory):
-    root = tmp_path_factory.mktemp('shapes')
-    generate(str(root), num_train=8, num_val=4, seed=0, size=SIZE, progress=False)
-    return root
 
 
 def run(*args, cwd=REPO, timeout=600, env=None):

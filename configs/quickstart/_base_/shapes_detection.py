@@ -10,7 +10,7 @@ shapes_metainfo = dict(
 shapes_scale = (192, 192)
 shapes_batch_size = 4
 
-_iters = 1300
+_iters = 1500
 shapes_train_cfg = dict(
     _delete_=True, type='IterBasedTrainLoop', max_iters=_iters, val_interval=_iters)
 shapes_optim_wrapper = dict(
