@@ -8,6 +8,7 @@ builds from any scope. Backbones are additionally registered in mmdet's and mmse
 import importlib
 
 from mmengine.logging import print_log
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
@@ -15,6 +16,7 @@ from mmengine.registry import Registry
 MODELS = Registry('model', parent=MMENGINE_MODELS, locations=['mmpoolformer.models'])
 OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS,
                           locations=['mmpoolformer.engine'])
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['mmpoolformer.engine'])
 
 DOWNSTREAM_SCOPES = ('mmdet', 'mmseg')
 

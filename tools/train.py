@@ -61,6 +61,10 @@ def main(argv=None):
         cfg.resume, cfg.load_from = True, args.resume
     if args.load_from is not None:
         cfg.resume, cfg.load_from = False, args.load_from
+    # Resume must continue torch's random stream too (mmengine does not checkpoint it).
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') in ('RNGStateHook', 'mmpoolformer.RNGStateHook') for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type='mmpoolformer.RNGStateHook')]
     try:
         check_datasets(cfg, ('train', 'val'))
     except DatasetNotFoundError as e:

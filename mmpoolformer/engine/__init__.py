@@ -1,4 +1,7 @@
 from .atomic_io import AtomicLocalBackend, install_atomic_local_backend
 from .optim_wrapper import AmpCPUOptimWrapper
+from .rng_hook import RNGStateHook
 
-__all__ = ['AtomicLocalBackend', 'install_atomic_local_backend', 'AmpCPUOptimWrapper']
+__all__ = [
+    'AtomicLocalBackend', 'install_atomic_local_backend', 'AmpCPUOptimWrapper', 'RNGStateHook'
+]

@@ -28,5 +28,5 @@ def test_cpu_distributed_runs_build_batchnorm_instead_of_syncbn():
     cfg = Config.fromfile('configs/semantic_fpn_poolformer_s12.py')
     assert cfg.model.decode_head.norm_cfg.type == 'SyncBN'
     _sync_bn_to_bn(cfg.model)
-    assert 'SyncBN' not in cfg.pretty_text
+    assert 'SyncBN' not in str(cfg.model)
     assert cfg.model.decode_head.norm_cfg == dict(type='BN', requires_grad=True)

@@ -42,9 +42,12 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(case, shapes, tmp_path
 
     proc = subprocess.Popen(train_cmd(case, killed, shapes), cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = killed / f'iter_{EVERY}.pth'
+    # Kill once the checkpoint is complete and recorded as the latest one.
+    marker, first = killed / 'last_checkpoint', f'iter_{EVERY}.pth'
     deadline = time.time() + 300
-    while not first.exists() and proc.poll() is None and time.time() < deadline:
+    while proc.poll() is None and time.time() < deadline:
+        if marker.exists() and marker.read_text().strip().endswith(first):
+            break
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -53,7 +56,8 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(case, shapes, tmp_path
 
     rc, log = run(*train_cmd(case, killed, shapes, '--resume')[1:])
     assert rc == 0, log[-3000:]
-    assert 'Advance dataloader' in log or 'resumed' in log.lower(), log[-2000:]
+    # It really resumed from iteration 4 (not a fresh run that happens to match).
+    assert f'Advance dataloader {EVERY} steps' in log, log[-2000:]
 
     a, b = load(straight / f'iter_{ITERS}.pth'), load(killed / f'iter_{ITERS}.pth')
     assert a['meta']['iter'] == b['meta']['iter'] == ITERS
