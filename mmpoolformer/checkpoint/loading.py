@@ -4,7 +4,7 @@ from typing import Optional
 import torch
 from mmengine.logging import print_log
 
-from .layouts import convert_poolformer
+from .layouts import convert_state_dict
 from .safe_load import CheckpointError, load_checkpoint_file
 
 # Parameters that no ImageNet checkpoint has: the dense-prediction output norms.
@@ -87,7 +87,7 @@ def load_pretrained(model: torch.nn.Module, filename: str, prefix: Optional[str]
     checkpoint = load_checkpoint_file(filename, map_location=map_location)
     state_dict = extract_state_dict(checkpoint, prefix)
     with_out_norms = any(k.startswith('out_norms.') for k in state_dict)
-    converted, sources, unused, layout = convert_poolformer(state_dict, with_out_norms)
+    converted, sources, unused, layout = convert_state_dict(state_dict, with_out_norms)
     print_log(f'loading {type(model).__name__} weights from {filename} ({layout} layout)',
               logger=logger)
     return load_converted(model, converted, sources, unused, logger=logger)

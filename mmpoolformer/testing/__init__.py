@@ -1,4 +1,5 @@
 """Helpers for tests and benchmarks (like ``mmdet.testing``); not used by the models."""
+from .official_metaformer import OfficialMetaFormer
 from .official_poolformer import OfficialPoolFormer, official_from_arch, randomize_
 
-__all__ = ['OfficialPoolFormer', 'official_from_arch', 'randomize_']
+__all__ = ['OfficialMetaFormer', 'OfficialPoolFormer', 'official_from_arch', 'randomize_']

@@ -50,8 +50,8 @@ def to_timm(sd):
 
 
 def ours_from_official(sd):
-    from mmpoolformer.checkpoint import convert_poolformer
-    return convert_poolformer(sd)[0]
+    from mmpoolformer.checkpoint import convert_state_dict
+    return convert_state_dict(sd)[0]
 
 
 @pytest.fixture

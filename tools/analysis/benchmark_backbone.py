@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmpoolformer.checkpoint import convert_poolformer  # noqa: E402
+from mmpoolformer.checkpoint import convert_state_dict  # noqa: E402
 from mmpoolformer.models import PoolFormer  # noqa: E402
 from mmpoolformer.testing import official_from_arch, randomize_  # noqa: E402
 
@@ -52,7 +52,7 @@ def paired(arch, out_indices=(0, 1, 2, 3)):
     ref = randomize_(official_from_arch(PoolFormer.arch_settings[arch],
                                         out_indices=out_indices))
     ours = PoolFormer(arch, out_indices=out_indices)
-    ours.load_state_dict(convert_poolformer(ref.state_dict(), with_out_norms=True)[0])
+    ours.load_state_dict(convert_state_dict(ref.state_dict(), with_out_norms=True)[0])
     return ref, ours
 
 

@@ -16,6 +16,12 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers import Mlp, Pooling, Scale, build_norm, build_token_mixer, fused_ops, is_group_norm1
 
+GiB = 1024 ** 3
+
+
+class InputTooLargeError(MemoryError):
+    """An input for which a token mixer's quadratic memory cannot fit; raised up front."""
+
 
 class Downsampling(nn.Module):
     """Strided convolution between (B, H, W, C) tensors, with optional norms around it.
@@ -175,6 +181,15 @@ class MetaFormerStage(nn.Module):
         return x
 
 
+def _available_bytes(device) -> int:
+    device = torch.device(device)
+    if device.type == 'cuda':
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    import psutil
+    return psutil.virtual_memory().available
+
+
 def _per_stage(value, num_stages: int, name: str) -> list:
     """Broadcast a scalar (or a dict config) to one value per stage; check list lengths."""
     if isinstance(value, (list, tuple)):
@@ -216,6 +231,10 @@ class MetaFormer(BaseModule):
         with_cp (bool): Activation checkpointing of every block.
         drop_rate (float): Dropout in the MLPs.
         drop_path_rate (float): Stochastic depth, ramped linearly over all blocks.
+        quadratic_memory_limit (float, optional): GiB that the (N, N) tensors of attention
+            with dropout or random mixing may take; None (default): the memory available
+            on the input's device when the forward starts. Inputs above it are refused
+            before any computation (``check_input_size``).
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH_OR_URL,
             prefix=None)`` loads ImageNet weights (see ``init_weights``).
     """
@@ -240,6 +259,7 @@ class MetaFormer(BaseModule):
                  with_cp: bool = False,
                  drop_rate: float = 0.,
                  drop_path_rate: float = 0.,
+                 quadratic_memory_limit: Optional[float] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         num_stages = len(layers)
@@ -270,11 +290,15 @@ class MetaFormer(BaseModule):
             in_channels, embed_dims[0], **stem,
             post_norm=build_norm(stem_norm, embed_dims[0]) if stem_norm else None)
         self.min_input_size = stem['kernel_size'] - 2 * stem['padding']
+        self.quadratic_memory_limit = quadratic_memory_limit
 
         total = sum(layers)
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         downsample = dict(downsample)
         down_norm = downsample.pop('pre_norm', None)
+        self._geometry = [(stem['kernel_size'], stem['stride'], stem['padding'])] + \
+            [(downsample['kernel_size'], downsample['stride'], downsample['padding'])] * \
+            (num_stages - 1)
         self.stages = nn.ModuleList()
         for i in range(num_stages):
             dim = embed_dims[i]
@@ -319,6 +343,57 @@ class MetaFormer(BaseModule):
         """Channels of each returned feature map, in output order."""
         return [self.embed_dims[i] for i in self.out_indices]
 
+    def stage_sizes(self, height: int, width: int) -> list:
+        """(H_i, W_i) of every stage for an input of height x width."""
+        sizes = []
+        for k, s, p in self._geometry:
+            height, width = (height + 2 * p - k) // s + 1, (width + 2 * p - k) // s + 1
+            sizes.append((height, width))
+        return sizes
+
+    def quadratic_memory(self, batch: int, height: int, width: int, elem: int = 4,
+                         training: bool = False) -> list:
+        """Bytes of (N, N) tensors per stage that hold them: [(stage, mixer, N, bytes)].
+
+        In training the tensors of every block are kept for the backward (of one block at
+        a time with ``with_cp``); in inference only one block's exist at a time.
+        """
+        found = []
+        for i, (h, w) in enumerate(self.stage_sizes(height, width)):
+            stage = self.stages[i]
+            need = [b.token_mixer.quadratic_bytes(batch, h, w, elem, training)
+                    for b in stage.blocks if hasattr(b.token_mixer, 'quadratic_bytes')]
+            if not need or not max(need):
+                continue
+            keep_all = training and not stage.with_cp
+            found.append((i, type(stage.blocks[0].token_mixer).__name__, h * w,
+                          sum(need) if keep_all else max(need)))
+        return found
+
+    def check_input_size(self, batch: int, height: int, width: int, elem: int = 4,
+                         training: bool = False, device='cpu'):
+        """Raise InputTooLargeError when the quadratic tensors of this input cannot fit.
+
+        Cheap arithmetic; ``forward`` calls it before computing anything, and tools can
+        call it at build time with a config's largest image size.
+        """
+        needs = self.quadratic_memory(batch, height, width, elem, training)
+        total = sum(n[-1] for n in needs)
+        if total < 256 * 1024 ** 2:
+            return
+        limit = self.quadratic_memory_limit
+        limit = _available_bytes(device) if limit is None else limit * GiB
+        if total <= limit:
+            return
+        detail = '; '.join(f'stage {i} ({name}, {n:,} tokens): {b / GiB:.1f} GiB'
+                           for i, name, n, b in needs)
+        raise InputTooLargeError(
+            f'{type(self).__name__}: a batch of {batch} at {height}x{width} needs '
+            f'{total / GiB:.1f} GiB for (tokens x tokens) mixing tensors ({detail}), more '
+            f'than the {limit / GiB:.1f} GiB available. Use attention or random mixing only '
+            f'at strides 16 and 32, a smaller input or batch, attn_drop=0 (fused attention, '
+            f'linear memory) or with_cp=True.')
+
     def forward(self, x: torch.Tensor) -> tuple:
         """(B, in_channels, H, W) image -> tuple of (B, C_i, H_i, W_i), one per out index.
 
@@ -330,6 +405,11 @@ class MetaFormer(BaseModule):
         if min(x.shape[-2:]) < self.min_input_size:
             raise ValueError(f'input of size {tuple(x.shape[-2:])} is too small: the stem '
                              f'needs height and width of at least {self.min_input_size}')
+        elem = x.element_size()
+        if torch.is_autocast_enabled(x.device.type):
+            elem = torch.finfo(torch.get_autocast_dtype(x.device.type)).bits // 8
+        self.check_input_size(x.shape[0], x.shape[2], x.shape[3], elem,
+                              self.training and torch.is_grad_enabled(), x.device)
         x = x.permute(0, 2, 3, 1).contiguous()
         x = self.stem(x)
         outs = []

@@ -16,6 +16,10 @@ class PoolFormer(MetaFormer):
         arch (str | dict): One of ``s12, s24, s36, m36, m48``, or a dict with keys
             ``layers``, ``embed_dims``, ``mlp_ratios`` and ``layer_scale_init_value``.
         pool_size (int): Pooling window (odd). Defaults to 3.
+        token_mixers (dict | Sequence[dict], optional): Replace the pooling mixer, for all
+            stages or per stage. The paper's hybrid is ``[dict(type='Pooling'),
+            dict(type='Pooling'), dict(type='Attention'), dict(type='Attention')]``; its
+            ablations also use ``Identity``, ``DWConv`` and ``RandomMixing``.
         in_channels (int): Image channels. Defaults to 3.
         out_indices (Sequence[int]): Stages to return, 0..3 (not mmpretrain's interleaved
             0, 2, 4, 6). Defaults to (0, 1, 2, 3): strides 4, 8, 16, 32.
@@ -47,6 +51,7 @@ class PoolFormer(MetaFormer):
     def __init__(self,
                  arch: Union[str, dict] = 's12',
                  pool_size: int = 3,
+                 token_mixers: Optional[Union[dict, Sequence[dict]]] = None,
                  in_channels: int = 3,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  frozen_stages: int = -1,
@@ -56,13 +61,15 @@ class PoolFormer(MetaFormer):
                  drop_path_rate: float = 0.,
                  norm_cfg: dict = dict(type='GN', num_groups=1),
                  act_cfg: dict = dict(type='GELU'),
+                 quadratic_memory_limit: Optional[float] = None,
                  init_cfg: Optional[dict] = None):
         self.arch = resolve_arch(arch, self.arch_settings, type(self).__name__)
         self.arch_name = arch if isinstance(arch, str) else 'custom'
         super().__init__(
             layers=self.arch['layers'],
             embed_dims=self.arch['embed_dims'],
-            token_mixers=dict(type='Pooling', pool_size=pool_size),
+            token_mixers=dict(type='Pooling', pool_size=pool_size)
+            if token_mixers is None else token_mixers,
             mlp_ratios=self.arch['mlp_ratios'],
             norm_cfg=norm_cfg,
             act_cfg=act_cfg,
@@ -79,6 +86,7 @@ class PoolFormer(MetaFormer):
             with_cp=with_cp,
             drop_rate=drop_rate,
             drop_path_rate=drop_path_rate,
+            quadratic_memory_limit=quadratic_memory_limit,
             init_cfg=init_cfg)
 
 

@@ -1,8 +1,8 @@
 import torch
 import torch.nn as nn
-from mmcv.cnn import build_activation_layer
 
 from . import fused_ops
+from .activations import build_act
 
 
 class Mlp(nn.Module):
@@ -16,7 +16,7 @@ class Mlp(nn.Module):
                  bias: bool = True):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim, bias=bias)
-        self.act = build_activation_layer(act_cfg)
+        self.act = build_act(act_cfg)
         self.fc2 = nn.Linear(hidden_dim, dim, bias=bias)
         self.drop = nn.Dropout(drop) if drop > 0 else nn.Identity()
 

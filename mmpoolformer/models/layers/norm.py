@@ -45,13 +45,17 @@ def _layer_norm(channels, eps=1e-5, affine=True, bias=True):
     return nn.LayerNorm(channels, eps=eps, elementwise_affine=affine, bias=bias)
 
 
-def _group_norm(channels, num_groups=None, eps=1e-5, affine=True):
+def _group_norm(channels, num_groups=None, eps=1e-5, affine=True, bias=True):
     if num_groups is None:
         raise ValueError("norm_cfg of type 'GN' needs num_groups, e.g. "
                          "dict(type='GN', num_groups=1) as in PoolFormer")
     if channels % num_groups:
         raise ValueError(f'GN num_groups={num_groups} does not divide {channels} channels')
-    return GroupNormNHWC(num_groups, channels, eps=eps, affine=affine)
+    layer = GroupNormNHWC(num_groups, channels, eps=eps, affine=affine)
+    if affine and not bias:
+        # The MetaFormer baselines' "modified LayerNorm": one group, weight but no bias.
+        layer.register_parameter('bias', None)
+    return layer
 
 
 # LayerNorm over the channel axis is plain nn.LayerNorm in the (B, H, W, C) layout.

@@ -13,7 +13,7 @@ class Scale(nn.Module):
         self.scale = nn.Parameter(torch.full((dim,), float(init_value)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale
+        return x * self.scale.to(x.dtype)  # keep bf16 activations bf16 under autocast
 
     def extra_repr(self) -> str:
         return f'dim={self.scale.numel()}'

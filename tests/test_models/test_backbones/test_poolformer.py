@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmpoolformer.checkpoint import convert_poolformer
+from mmpoolformer.checkpoint import convert_state_dict
 from mmpoolformer.models import PoolFormer
 from mmpoolformer.testing import official_from_arch, randomize_
 
@@ -29,7 +29,7 @@ def paired_models(arch='s12', out_indices=(0, 1, 2, 3), seed=0):
     settings = PoolFormer.arch_settings[arch]
     ref = randomize_(official_from_arch(settings, out_indices=out_indices), seed)
     ours = PoolFormer(arch, out_indices=out_indices)
-    converted, _, unused, layout = convert_poolformer(ref.state_dict(), with_out_norms=True)
+    converted, _, unused, layout = convert_state_dict(ref.state_dict(), with_out_norms=True)
     assert layout == 'official' and not unused
     ours.load_state_dict(converted, strict=True)
     return ref, ours
@@ -110,7 +110,7 @@ def test_gradient_parity_with_official_definition():
     for model in (ref, ours):
         loss = sum((o * w).sum() for o, w in zip(model(x), weights))
         loss.backward()
-    grads, _, _, _ = convert_poolformer(
+    grads, _, _, _ = convert_state_dict(
         {k: p.grad for k, p in ref.named_parameters()}, with_out_norms=True)
     for name, p in ours.named_parameters():
         scale = grads[name].abs().max().item()

@@ -1,0 +1,8 @@
+# ConvFormer-S18 (MetaFormer baselines) in the paper's PoolFormer retinanet setup. There is no
+# official dense-prediction recipe for ConvFormer; schedule and optimizer are PoolFormer's.
+_base_ = './_base_/retinanet_poolformer.py'
+model = dict(
+    backbone=dict(
+        type='ConvFormer',
+        arch='s18',
+        init_cfg=dict(type='Pretrained', checkpoint='https://huggingface.co/sail/dl/resolve/main/convformer/convformer_s18.pth')))

@@ -1,0 +1,53 @@
+"""Activations of the MetaFormer baselines, and the builder the blocks use.
+
+``build_act`` knows StarReLU and SquaredReLU itself and hands every other type (GELU,
+ReLU, ...) to mmcv's ``build_activation_layer``, so mmcv-style ``act_cfg`` keep working.
+"""
+import torch
+import torch.nn as nn
+from mmcv.cnn import build_activation_layer
+
+
+class StarReLU(nn.Module):
+    """``scale * relu(x) ** 2 + bias`` with a learnable scalar scale and bias.
+
+    The MetaFormer-baselines definition: both are (1,)-shaped parameters (checkpoint keys
+    ``...act.scale`` / ``...act.bias``), initialised to 1 and 0.
+    """
+
+    def __init__(self, scale_value: float = 1.0, bias_value: float = 0.0,
+                 scale_learnable: bool = True, bias_learnable: bool = True):
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((1,), float(scale_value)),
+                                  requires_grad=scale_learnable)
+        self.bias = nn.Parameter(torch.full((1,), float(bias_value)),
+                                 requires_grad=bias_learnable)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = torch.relu(x)
+        # Cast the fp32 parameters so that bf16 activations stay bf16 under autocast.
+        return torch.addcmul(self.bias.to(x.dtype), r, r * self.scale.to(x.dtype))
+
+
+class SquaredReLU(nn.Module):
+    """``relu(x) ** 2`` (used by the baselines' classification head)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.square(torch.relu(x))
+
+
+ACTIVATIONS = {'StarReLU': StarReLU, 'SquaredReLU': SquaredReLU}
+
+
+def build_act(cfg: dict) -> nn.Module:
+    """Build an activation from ``dict(type=NAME, **kwargs)``."""
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise TypeError(f'act_cfg must be a dict with a "type" key, got {cfg!r}')
+    cfg = dict(cfg)
+    if cfg['type'] not in ACTIVATIONS:
+        return build_activation_layer(cfg)
+    act_type = cfg.pop('type')
+    try:
+        return ACTIVATIONS[act_type](**cfg)
+    except TypeError as e:
+        raise TypeError(f'bad act_cfg {dict(type=act_type, **cfg)}: {e}') from None

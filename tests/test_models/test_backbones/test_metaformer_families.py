@@ -1,0 +1,303 @@
+"""The MetaFormer families against the official definitions; layouts; mixers; memory."""
+import copy
+
+import pytest
+import torch
+
+from mmpoolformer.checkpoint import CheckpointError, convert_state_dict
+from mmpoolformer.models import (
+    CAFormer,
+    ConvFormer,
+    IdentityFormer,
+    InputTooLargeError,
+    PoolFormer,
+    PoolFormerV2,
+    RandFormer,
+)
+from mmpoolformer.models.layers import Attention, RandomMixing
+from mmpoolformer.testing import OfficialMetaFormer
+
+S12, S18 = [2, 2, 6, 2], [3, 3, 9, 3]
+DIMS = [64, 128, 320, 512]
+HYBRID = [dict(type='Pooling'), dict(type='Pooling'), dict(type='Attention'),
+          dict(type='Attention')]
+
+
+def hybrid_s12(**kwargs):
+    return PoolFormer('s12', token_mixers=HYBRID, **kwargs)
+
+
+# name -> (our backbone, the official definition, an input size it supports)
+FAMILIES = {
+    'IdentityFormer': (lambda **kw: IdentityFormer('s12', **kw),
+                       lambda: OfficialMetaFormer(S12, DIMS, ['Identity'] * 4, 'gn1'),
+                       (93, 131)),
+    # The official random matrices only apply at 224 x 224 (14 x 14 and 7 x 7 tokens).
+    'RandFormer': (lambda **kw: RandFormer('s12', **kw),
+                   lambda: OfficialMetaFormer(S12, DIMS, ['Identity', 'Identity',
+                                                          'RandomMixing:196',
+                                                          'RandomMixing:49'], 'gn1'),
+                   (224, 224)),
+    'PoolFormerV2': (lambda **kw: PoolFormerV2('s12', **kw),
+                     lambda: OfficialMetaFormer(S12, DIMS, ['Pooling'] * 4, 'gn1'),
+                     (93, 131)),
+    'ConvFormer': (lambda **kw: ConvFormer('s18', **kw),
+                   lambda: OfficialMetaFormer(S18, DIMS, ['SepConv'] * 4, 'ln'), (93, 131)),
+    'CAFormer': (lambda **kw: CAFormer('s18', **kw),
+                 lambda: OfficialMetaFormer(S18, DIMS, ['SepConv', 'SepConv', 'Attention',
+                                                        'Attention'], 'ln'), (93, 131)),
+    'hybrid PoolFormer': (hybrid_s12,
+                          lambda: OfficialMetaFormer(S12, DIMS, ['Pooling', 'Pooling',
+                                                                 'Attention', 'Attention'],
+                                                     'gn1_affine', poolformer_v1=True),
+                          (93, 131)),
+}
+
+
+@torch.no_grad()
+def randomize(model, seed=0):
+    """Random weights; norm weights and scales (StarReLU's included) in [0.5, 1.5)."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, p in model.named_parameters():
+        if 'random_matrix' in name:
+            continue  # a fixed row-stochastic matrix by definition
+        if p.dim() == 1 and ('norm' in name or 'scale' in name):
+            p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
+        elif p.dim() == 1:
+            p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+        else:
+            p.copy_(torch.randn(p.shape, generator=gen) / p[0].numel() ** 0.5)
+    return model
+
+
+def pair(family, **kwargs):
+    make_ours, make_ref, size = FAMILIES[family]
+    torch.manual_seed(0)
+    ref = randomize(make_ref())
+    ours = make_ours(**kwargs)
+    converted, _, unused, layout = convert_state_dict(ref.state_dict(), with_out_norms=True)
+    assert layout == 'official-metaformer' and not unused
+    ours.load_state_dict(converted, strict=True)
+    return ours, ref, size
+
+
+def rel_err(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def param_grads(model):
+    grads = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
+    return convert_state_dict(grads, with_out_norms=True)[0]
+
+
+@pytest.mark.parametrize('family', FAMILIES)
+def test_outputs_and_gradients_match_the_official_definition(family):
+    ours, ref, (h, w) = pair(family)
+    x = torch.randn(2, 3, h, w)
+    ours.eval(), ref.eval()
+    with torch.no_grad():
+        for a, b in zip(ours(x), ref(x)):
+            assert a.shape == b.shape
+            assert rel_err(a, b) < 1e-5
+    # Training mode, gradients of the input and of every parameter. The truth is the
+    # official definition in float64. (1) Ours in float64 must equal it to rounding: the
+    # same function and the same gradient formulas. (2) Ours in fp32, through the fast
+    # paths, must be within 1e-4 of each gradient's scale. Scalar gradients (StarReLU's
+    # scale and bias) sum millions of terms that cancel; the official fp32 code itself is
+    # up to ~1e-3 off there, so they are held to (1) only.
+    if family != 'RandFormer':
+        x = x[..., :45, :61]  # float64 convolutions are slow
+    weights = [torch.randn(o.shape) for o in ref(x)]
+    grads = {}
+    for name, model in (('ours', ours), ('ours64', copy.deepcopy(ours).double()),
+                        ('truth', copy.deepcopy(ref).double())):
+        model.train()
+        dtype = next(model.parameters()).dtype
+        xi = x.to(dtype).clone().requires_grad_()
+        sum((o * g.to(dtype)).sum() for o, g in zip(model(xi), weights)).backward()
+        grads[name] = dict(param_grads(model), input=xi.grad)
+    truth = grads['truth']
+    assert set(grads['ours']) == set(truth) == {
+        'input', *(k for k, p in ours.named_parameters() if p.requires_grad)}
+    floor = 1e-6 * max(g.abs().max().item() for g in truth.values())  # for zero gradients
+    for key, g in truth.items():
+        scale = max(g.abs().max().item(), floor)
+        assert (grads['ours64'][key] - g).abs().max().item() < 1e-9 * scale, key
+        if g.numel() > 1:
+            assert (grads['ours'][key].double() - g).abs().max().item() < 1e-4 * scale, key
+
+
+def test_families_follow_the_official_architectures():
+    """StarReLU, no MLP biases, no layer scale, res scale in stages 2-3, bias-free norms."""
+    model = ConvFormer('s18')
+    keys = set(model.state_dict())
+    block = 'stages.{}.blocks.0.'
+    assert {block.format(0) + 'mlp.act.scale', block.format(0) + 'mlp.act.bias'} <= keys
+    assert not any(k.endswith(('mlp.fc1.bias', 'norm1.bias')) or 'layer_scale' in k
+                   for k in keys)
+    assert block.format(1) + 'res_scale1.scale' not in keys
+    assert block.format(2) + 'res_scale1.scale' in keys
+    assert 'stem.post_norm.weight' in keys and 'stem.post_norm.bias' not in keys
+    assert 'stages.1.downsample.pre_norm.weight' in keys
+    assert [len(s.blocks) for s in ConvFormer('b36').stages] == [3, 12, 18, 3]
+    assert ConvFormer('m36').embed_dims == [96, 192, 384, 576]
+    attention = CAFormer('s18').stages[2].blocks[0].token_mixer
+    assert isinstance(attention, Attention) and attention.num_heads == 320 // 32
+    with pytest.raises(KeyError, match='valid archs: s18, s36, m36, b36'):
+        CAFormer('s12')
+
+
+def timm_layout(state_dict, attention_stages=()):
+    """Our keys in timm's layout: stem/downsample norm names, 1x1 convs, a head."""
+    out = {}
+    for key, value in state_dict.items():
+        if key.startswith('out_norms.'):
+            continue
+        key = key.replace('stem.post_norm.', 'stem.norm.').replace('.pre_norm.', '.norm.')
+        stage = int(key.split('.')[1]) if key.startswith('stages.') else -1
+        if stage not in attention_stages and value.dim() == 2 and \
+                key.endswith(('fc1.weight', 'fc2.weight', 'pwconv1.weight', 'pwconv2.weight')):
+            value = value[:, :, None, None]
+        out[key] = value
+    out['head.norm.weight'] = torch.ones(8)
+    out['head.fc.fc1.weight'] = torch.ones(8, 8)
+    return out
+
+
+@pytest.mark.parametrize('family', ['ConvFormer', 'CAFormer', 'PoolFormerV2'])
+@pytest.mark.parametrize('layout', ['official-metaformer', 'timm'])
+def test_imagenet_checkpoints_load_in_both_layouts(family, layout, tmp_path):
+    ours, ref, _ = pair(family)
+    source = randomize(FAMILIES[family][1](), seed=1)
+    if layout == 'official-metaformer':
+        checkpoint = {k: v for k, v in source.state_dict().items()
+                      if not k.startswith('out_norms')}
+        checkpoint.update({'norm.weight': torch.ones(512), 'head.weight': torch.ones(9, 512)})
+    else:
+        staged = convert_state_dict(source.state_dict(), with_out_norms=False)[0]
+        checkpoint = timm_layout(staged, attention_stages=(2, 3) if family == 'CAFormer'
+                                 else ())
+    path = tmp_path / 'imagenet.pth'
+    torch.save({'state_dict': checkpoint} if layout == 'timm' else checkpoint, path)
+    model = FAMILIES[family][0](init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    model.init_weights()
+    expected = convert_state_dict(source.state_dict(), with_out_norms=False)[0]
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in expected.items())
+    assert set(state) - set(expected) == {k for k in state if k.startswith('out_norms.')}
+
+
+def test_checkpoint_of_another_arch_or_family_is_refused(tmp_path):
+    path = tmp_path / 'convformer_s18.pth'
+    torch.save(ConvFormer('s18').state_dict(), path)
+    with pytest.raises(CheckpointError, match='has backbone weights this model has no place '
+                       'for: stages.2.blocks.0.token_mixer.act1.bias'):
+        CAFormer('s18', init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()
+    with pytest.raises(CheckpointError, match='shape mismatch for stem.conv.weight'):
+        ConvFormer('m36', init_cfg=dict(type='Pretrained',
+                                        checkpoint=str(path))).init_weights()
+
+
+def test_random_mixing_is_resolution_independent():
+    mixer = RandomMixing(num_tokens=49)
+    # The native grid uses the official matrix as it is.
+    assert mixer.mixing_matrix(7, 7) is mixer.random_matrix
+    for h, w in [(7, 7), (3, 5), (13, 29), (1, 1)]:
+        matrix = mixer.mixing_matrix(h, w)
+        assert matrix.shape == (h * w, h * w) and (matrix >= 0).all()
+        torch.testing.assert_close(matrix.sum(-1), torch.ones(h * w))
+        # Row-stochastic: a constant map stays constant at any size.
+        x = torch.full((2, h, w, 4), 3.0)
+        torch.testing.assert_close(mixer(x), x)
+    # Upsampling by 2 keeps the official mixing pattern: the weight a query cell gives to
+    # a key cell (summed over the 2x2 key sub-cells, averaged over the query sub-cells)
+    # follows the official matrix.
+    big = mixer.mixing_matrix(14, 14).reshape(7, 2, 7, 2, 7, 2, 7, 2)
+    coarse = big.sum(dim=(5, 7)).mean(dim=(1, 3)).reshape(49, 49)
+    assert torch.corrcoef(torch.stack([coarse.flatten(),
+                                       mixer.random_matrix.flatten()]))[0, 1] > 0.5
+    with pytest.raises(ValueError, match='square number'):
+        RandomMixing(num_tokens=50)
+
+
+def test_attention_at_a_detection_stage_size_matches_explicit_softmax():
+    """Stage 2 of a 1333 x 800 input: 50 x 84 = 4200 tokens, through the fused kernel."""
+    torch.manual_seed(0)
+    mixer = Attention(dim=64, head_dim=32).eval()
+    x = torch.randn(1, 50, 84, 64)
+    with torch.no_grad():
+        out = mixer(x)
+        qkv = mixer.qkv(x).reshape(1, -1, 3, 2, 32).permute(2, 0, 3, 1, 4)
+        attn = (qkv[0] @ qkv[1].transpose(-2, -1) * 32 ** -0.5).softmax(-1)
+        ref = mixer.proj((attn @ qkv[2]).transpose(1, 2).reshape(1, 50, 84, 64))
+    assert rel_err(out, ref) < 1e-5
+
+
+@pytest.mark.parametrize('family', FAMILIES)
+@pytest.mark.parametrize('size', [(3, 3), (33, 17), (97, 130)])
+def test_odd_input_sizes(family, size):
+    model = FAMILIES[family][0]().eval()
+    h, w = size
+    expected = []
+    h, w = (h - 3) // 4 + 1, (w - 3) // 4 + 1
+    for _ in range(4):
+        expected.append((h, w))
+        h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, *size))
+    assert [tuple(o.shape[2:]) for o in outs] == expected
+    assert all(torch.isfinite(o).all() for o in outs)
+
+
+@pytest.mark.slow
+def test_caformer_at_detection_size():
+    """Attention stages at the paper's detection input (1333 x 800, odd height)."""
+    model = CAFormer('s18').eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 801, 1333))
+    assert [tuple(o.shape[1:]) for o in outs] == [
+        (64, 200, 333), (128, 100, 167), (320, 50, 84), (512, 25, 42)]
+    assert all(torch.isfinite(o).all() for o in outs)
+
+
+def test_quadratic_memory_is_refused_before_any_computation():
+    # Attention with dropout at stride 4 of a detection input: (heads, N, N) matrices.
+    model = CAFormer('s18', token_mixers=[dict(type='Attention', attn_drop=0.1)] * 4)
+    model.train()
+    model.stem.register_forward_pre_hook(lambda *_: pytest.fail('the forward started'))
+    with pytest.raises(InputTooLargeError, match=r'stage 0 \(Attention, 66,600 tokens\)'):
+        model(torch.zeros(2, 3, 800, 1333))
+    # The same model fits at small sizes, and in inference (fused kernel, linear memory)
+    # at any size: the estimate is zero there.
+    assert model.quadratic_memory(2, 800, 1333, training=False) == []
+    # An explicit limit makes the check independent of this machine's free memory.
+    rand = RandFormer('s12', token_mixers=[dict(type='RandomMixing', num_tokens=49)] * 4,
+                      quadratic_memory_limit=0.5)
+    rand.stem.register_forward_pre_hook(lambda *_: pytest.fail('the forward started'))
+    with pytest.raises(InputTooLargeError, match='than the 0.5 GiB available'):
+        rand.eval()(torch.zeros(1, 3, 512, 512))
+    stage, name, tokens, need = rand.quadratic_memory(1, 512, 512)[0]
+    assert (stage, name, tokens, need) == (0, 'RandomMixing', 128 * 128, 4 * (128 * 128) ** 2)
+
+
+@pytest.mark.parametrize('family', ['ConvFormer', 'CAFormer', 'hybrid PoolFormer'])
+def test_training_options(family):
+    make = FAMILIES[family][0]
+    model = make(out_indices=(1, 3), frozen_stages=2)
+    assert list(model.out_norms) == ['1', '3'] and model.out_channels == [128, 512]
+    model.train()
+    frozen = [model.stem, model.stages[0], model.stages[1], model.out_norms['1']]
+    assert all(not p.requires_grad for m in frozen for p in m.parameters())
+    assert all(not m.training for m in frozen) and model.stages[2].training
+    # with_cp: the same outputs and gradients, recomputed instead of stored.
+    torch.manual_seed(0)
+    plain = randomize(make())
+    cp = make(with_cp=True)
+    cp.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 64, 96)
+    grads = []
+    for model in (plain, cp):
+        model.train()
+        sum(o.sum() for o in model(x)).backward()
+        grads.append(model.stages[2].blocks[0].norm1.weight.grad)
+    torch.testing.assert_close(grads[0], grads[1])
