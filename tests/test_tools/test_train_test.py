@@ -86,6 +86,12 @@ CASES = {
                   ['coco/bbox_mAP', 'coco/segm_mAP']),
     'semantic_fpn': ('configs/quickstart/semantic_fpn_poolformer_s12_shapes.py', seg_options,
                      ['mIoU', 'aAcc']),
+    # A MetaFormer baseline with both separable convs and attention, in the same setup.
+    'retinanet_caformer': ('configs/quickstart/retinanet_poolformer_s12_shapes.py',
+                           with_options(det_options, 'model.test_cfg.score_thr=0.0',
+                                        'model.backbone.type=CAFormer',
+                                        'model.backbone.arch=s18'),
+                           ['coco/bbox_mAP', 'coco/bbox_mAP_50']),
 }
 
 
@@ -111,6 +117,11 @@ def test_train_then_test_gives_real_metrics(case, shapes, tmp_path):
     for key in names:
         # mmdet prints mAPs in [0, 1]; mmseg prints percentages in [0, 100].
         assert 0.0 <= found[key] <= (100.0 if case == 'semantic_fpn' else 1.0), (key, found)
+    if case == 'retinanet_caformer':
+        from mmpoolformer.checkpoint import load_checkpoint_file
+        keys = load_checkpoint_file(str(ckpt))['state_dict']
+        assert 'backbone.stages.2.blocks.0.token_mixer.qkv.weight' in keys
+        assert 'backbone.stages.0.blocks.0.token_mixer.dwconv.weight' in keys
     # Evaluation of the same checkpoint on the same data is deterministic.
     for key in names:
         assert found[key] == pytest.approx(train_metrics[key], abs=1e-4), key
