@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's main command: set up, generate the synthetic shapes data, train
 # RetinaNet-PoolFormer-S12 on the CPU with tools/train.py, evaluate with the COCO metric
-# (tools/test.py) and draw its predictions on validation images.
+# (tools/test.py), draw its predictions on validation images and plot its training curves.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -16,4 +16,6 @@ CKPT="$(cat "$WORK/last_checkpoint")"
 $PY tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK/test"
 $PY demo/image_demo.py data/shapes/coco/val2017/00000{0,1,2,3}.jpg "$CONFIG" \
     --weights "$CKPT" --out-file "$WORK/predictions.png"
+$PY tools/analysis/plot_logs.py "$WORK" --out "$WORK/loss_plot.png" \
+    --title "RetinaNet-PoolFormer-S12 on the synthetic shapes (quickstart)"
 $PY tools/analysis/quickstart_report.py "$WORK"

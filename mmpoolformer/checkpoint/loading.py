@@ -11,6 +11,20 @@ from .safe_load import CheckpointError, load_checkpoint_file
 NOT_IN_IMAGENET = ('out_norms.',)
 
 
+def unwrap(checkpoint) -> dict:
+    """The tensors of a checkpoint, from its ``state_dict``/``model`` entry if it has one."""
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f'a checkpoint must hold a dict, got {type(checkpoint).__name__}')
+    for wrapper in ('state_dict', 'model'):
+        if isinstance(checkpoint.get(wrapper), dict):
+            checkpoint = checkpoint[wrapper]
+            break
+    tensors = {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError('the checkpoint holds no tensors')
+    return tensors
+
+
 def extract_state_dict(checkpoint, prefix: Optional[str] = None) -> dict:
     """The tensors of a checkpoint, unwrapped from ``state_dict``/``model`` entries.
 
@@ -18,15 +32,7 @@ def extract_state_dict(checkpoint, prefix: Optional[str] = None) -> dict:
     Without, a ``backbone.`` prefix (mmpretrain, mmdet, mmseg) is stripped where present
     and other keys (e.g. ``head.*``) are kept as they are, to be reported as unused.
     """
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f'a checkpoint must hold a dict, got {type(checkpoint).__name__}')
-    for wrapper in ('state_dict', 'model'):
-        if isinstance(checkpoint.get(wrapper), dict):
-            checkpoint = checkpoint[wrapper]
-            break
-    state_dict = {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
-    if not state_dict:
-        raise CheckpointError('the checkpoint holds no tensors')
+    state_dict = unwrap(checkpoint)
     if prefix:
         prefix = prefix if prefix.endswith('.') else prefix + '.'
         picked = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}

@@ -1,0 +1,205 @@
+"""Parameters and FLOPs of a detector or segmentor config, whole model and backbone alone.
+
+    python tools/analysis/get_flops.py CONFIG [--shape H W] [--cfg-options k=v ...]
+
+Counted by ``mmengine.analysis`` (``FlopAnalyzer``, ``parameter_count``) on one image of
+``--shape``: by default 1280 x 800 for detection (mmdet 2.x's ``get_flops`` default; the
+count is the same for 800 x 1280) and 512 x 512 for segmentation (the training crop).
+One multiply-add counts as one FLOP, as in fvcore and the MACs of the PoolFormer paper.
+
+What is counted is mmengine's default (convolutions, linear layers, matmuls, norms,
+upsampling) plus this package's fused kernels as the layers they replace, so the backbone
+gets the same count as the plain official definition (checked in the tests). Element-wise
+ops, pooling and NMS count nothing, as in mmengine. The model runs in ``mode='tensor'``
+(mmdet's and mmseg's own ``get_flops`` do the same): detectors up to their heads' raw
+outputs; Mask R-CNN's RoI-head count depends on how many proposals survive NMS (up to
+1000; the model's weights are random, seeded). A segmentor's auxiliary head is
+training-only and, as in mmseg's tool, neither counted nor included in the parameters.
+"""
+import argparse
+import functools
+import importlib
+import os.path as osp
+import sys
+import warnings
+from contextlib import contextmanager
+from unittest import mock
+
+import torch
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+DEFAULT_SHAPES = {'mmdet': (1280, 800), 'mmseg': (512, 512)}
+
+
+def _numel(value) -> int:
+    from mmengine.analysis.jit_handles import get_shape
+    shape = get_shape(value)
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _group_norm_nhwc(inputs, outputs):
+    # (x, weight, bias, eps): mmengine's count for aten::group_norm.
+    from mmengine.analysis.jit_handles import get_shape
+    return _numel(inputs[0]) * (5 if get_shape(inputs[1]) is not None else 4)
+
+
+def _group_norm_rstd(inputs, outputs):
+    # PoolFormer's fused token mixer never materialises norm1(x); count the affine
+    # GroupNorm it stands for, as the official definition computes it.
+    return _numel(inputs[0]) * 5
+
+
+def _sdpa(inputs, outputs):
+    # q @ k^T and attn @ v: (B, heads, N, d) x (B, heads, M, d) -> (B, heads, N, dv).
+    from mmengine.analysis.jit_handles import get_shape
+    q, k, v = (get_shape(t) for t in inputs[:3])
+    batch_heads = _numel(inputs[0]) // (q[-2] * q[-1])
+    return batch_heads * q[-2] * k[-2] * (q[-1] + v[-1])
+
+
+# Ops that mmengine's analyzer does not know, counted as the layers they implement.
+EXTRA_HANDLES = {
+    'prim::PythonOp._GroupNorm1NHWC': _group_norm_nhwc,
+    'prim::PythonOp._GroupNorm1Rstd': _group_norm_rstd,
+    'aten::scaled_dot_product_attention': _sdpa,
+}
+
+
+@contextmanager
+def traceable():
+    """Run the model without oneDNN-fused GEMMs, which torch.jit cannot trace.
+
+    They compute the same products as ``nn.Linear`` (which is then counted as such).
+    """
+    from mmpoolformer.models.layers import fused_ops
+    with mock.patch.object(fused_ops, 'mkldnn_linear_available', lambda: False):
+        yield
+
+
+def count_flops(model: torch.nn.Module, inputs: tuple):
+    """mmengine's FlopAnalyzer with this package's handles; returns the analyzer."""
+    from mmengine.analysis import FlopAnalyzer
+    analyzer = FlopAnalyzer(model, inputs)
+    for name, handle in EXTRA_HANDLES.items():
+        analyzer.set_op_handle(name, handle)
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    analyzer.tracer_warnings('none')
+    with traceable(), warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        analyzer.total()  # runs the trace once; later queries reuse it
+    return analyzer
+
+
+def build_model(cfg):
+    """The config's detector or segmentor, in eval mode, random weights (seed 0)."""
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import DefaultScope
+    scope = cfg.get('default_scope', 'mmdet')
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope(scope), warnings.catch_warnings():
+        # mmseg's loss builders warn about their own deprecations on every build.
+        warnings.simplefilter('ignore', UserWarning)
+        model = registry.build(cfg.model)
+    if getattr(model, 'auxiliary_head', None) is not None:
+        model.auxiliary_head = None  # training only (mmseg's get_flops drops it too)
+    return revert_sync_batchnorm(model).eval()
+
+
+def dummy_batch(model, scope: str, shape):
+    """One random image of (H, W) = shape through the model's data preprocessor."""
+    h, w = shape
+    meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w), scale_factor=(1., 1.))
+    if scope == 'mmdet':
+        from mmdet.structures import DetDataSample as Sample
+    else:
+        from mmseg.structures import SegDataSample as Sample
+    gen = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen)
+    data = model.data_preprocessor(
+        dict(inputs=[image], data_samples=[Sample(metainfo=meta)]), False)
+    return data['inputs'], data['data_samples']
+
+
+def complexity(cfg, shape=None, flops: bool = True) -> dict:
+    """Params and FLOPs of the whole model and of ``model.backbone`` for one image.
+
+    With ``flops=False`` only the parameters are counted (no forward pass).
+    """
+    from mmengine.analysis import parameter_count
+    scope = cfg.get('default_scope', 'mmdet')
+    if scope not in DEFAULT_SHAPES:
+        raise ValueError(f'default_scope {scope!r}: mmdet or mmseg configs only')
+    shape = tuple(shape or DEFAULT_SHAPES[scope])
+    model = build_model(cfg)
+    params = parameter_count(model)
+    result = dict(
+        scope=scope, model_type=type(model).__name__,
+        backbone_type=type(model.backbone).__name__, shape=shape, params=params[''],
+        backbone_params=params['backbone'])
+    if not flops:
+        return result
+    inputs, samples = dummy_batch(model, scope, shape)
+    model.forward = functools.partial(model.forward, data_samples=samples, mode='tensor')
+    with torch.no_grad():
+        analyzer = count_flops(model, (inputs, ))
+    return dict(result, input_shape=tuple(inputs.shape), flops=analyzer.total(),
+                backbone_flops=analyzer.total('backbone'),
+                uncounted=dict(analyzer.unsupported_ops()))
+
+
+def load(config, cfg_options=None):
+    from mmpoolformer.apis import load_config
+    args = argparse.Namespace(config=config, cfg_options=cfg_options, launcher='none',
+                              work_dir=None, local_rank=0)
+    return load_config(args)
+
+
+def format_report(config, result) -> str:
+    b, c, h, w = result['input_shape']
+    lines = [
+        f'{config}: {result["model_type"]} ({result["scope"]}), backbone '
+        f'{result["backbone_type"]}',
+        f'input {b}x{c}x{h}x{w} (--shape {result["shape"][0]} {result["shape"][1]}'
+        f'{", padded" if (h, w) != tuple(result["shape"]) else ""})',
+        f'{"":10}{"params":>12}{"FLOPs":>12}',
+        f'{"model":10}{result["params"] / 1e6:>11.2f}M{result["flops"] / 1e9:>11.2f}G',
+        f'{"backbone":10}{result["backbone_params"] / 1e6:>11.2f}M'
+        f'{result["backbone_flops"] / 1e9:>11.2f}G',
+    ]
+    if result['uncounted']:
+        ops = ', '.join(f'{k.split("::")[-1]} x{v}' for k, v in
+                        sorted(result['uncounted'].items(), key=lambda kv: -kv[1])[:8])
+        lines.append(f'not counted (element-wise, pooling, NMS, ...): {ops}')
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
+                        help='input size; default 1280 800 (detection), 512 512 '
+                             '(segmentation)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, e.g. model.backbone.arch=s24')
+    args = parser.parse_args(argv)
+    if not osp.isfile(args.config):
+        sys.exit(f'ERROR: config not found: {args.config}')
+    if args.shape and min(args.shape) < 32:
+        sys.exit('ERROR: --shape must be at least 32 x 32')
+    try:
+        result = complexity(load(args.config, args.cfg_options), args.shape)
+    except ValueError as e:
+        sys.exit(f'ERROR: {e}')
+    print(format_report(args.config, result))
+    return result
+
+
+if __name__ == '__main__':
+    main()
