@@ -17,6 +17,12 @@ from mmengine.fileio import io as mmengine_io
 from mmengine.fileio.backends import LocalBackend, register_backend
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class AtomicLocalBackend(LocalBackend):
 
     def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
@@ -30,6 +36,8 @@ class AtomicLocalBackend(LocalBackend):
                 f.write(obj)
                 f.flush()
                 os.fsync(f.fileno())
+            # mkstemp creates 0600; give the file the mode a plain open() would have.
+            os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, filepath)
         except BaseException:
             if osp.exists(tmp):

@@ -1,3 +1,5 @@
+import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -20,6 +22,15 @@ def test_mmengine_saves_local_files_through_the_atomic_backend(tmp_path, monkeyp
     save_checkpoint({'state_dict': {'w': torch.ones(3)}}, str(path))
     assert written == [str(path)]
     assert torch.equal(torch.load(path, weights_only=True)['state_dict']['w'], torch.ones(3))
+
+
+def test_files_get_the_mode_a_plain_open_would_give(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        AtomicLocalBackend().put(b'x', tmp_path / 'f.bin')
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(os.stat(tmp_path / 'f.bin').st_mode) == 0o644
 
 
 def test_a_kill_while_saving_leaves_the_previous_checkpoint_intact(tmp_path):

@@ -135,3 +135,11 @@ def test_command_line(zoo, tmp_path, capsys):
     assert out.read_text() == zoo.table(REPO, CONFIGS)
     with pytest.raises(SystemExit, match=f'ERROR: no model-index.yml in {tmp_path}'):
         zoo.main(['--root', str(tmp_path)])
+
+
+def test_readme_shows_the_generated_table(zoo):
+    readme = open(osp.join(REPO, 'README.md')).read()
+    start, end = '<!-- model-zoo:start -->\n', '\n<!-- model-zoo:end -->'
+    shown = readme[readme.index(start) + len(start):readme.index(end)]
+    assert shown.strip() == zoo.table(REPO, CONFIGS).strip(), \
+        'README model zoo is stale: paste the output of tools/analysis/model_zoo.py'
