@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Usage: bash tools/dist_train.sh CONFIG NPROC [train.py args...]
 # One process per GPU with torchrun; on a machine without CUDA the processes use gloo.
+# If a rank dies, torchrun stops the others and exits non-zero (within a second here).
+# A rank that hangs is detected by the process-group timeout: on CPU 300 s, or
+# MMPOOLFORMER_DIST_TIMEOUT=<seconds> (see mmpoolformer/apis/launch.py).
 CONFIG=$1
 NPROC=$2
 NNODES=${NNODES:-1}

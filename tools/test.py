@@ -10,14 +10,14 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 from mmpoolformer.apis import (  # noqa: E402
-    DatasetNotFoundError,
-    ModelConfigError,
     add_common_args,
     build_runner,
     check_datasets,
+    exit_on_user_error,
     load_config,
     setup_cpu_distributed,
 )
+from mmpoolformer.checkpoint.safe_load import check_checkpoint_file  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -52,24 +52,16 @@ def trigger_visualization(cfg, args):
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args)
-    from mmpoolformer.checkpoint import CheckpointError, load_checkpoint_file
-    try:  # refuse unreadable or unsafe files with a clear message before building anything
-        load_checkpoint_file(args.checkpoint)
-    except (FileNotFoundError, CheckpointError) as e:
-        sys.exit(f'ERROR: {e}')
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         trigger_visualization(cfg, args)
-    try:
+    # Bad input (data, checkpoint, model config) ends in one line naming it, before
+    # anything is built where it can be checked cheaply, else when the Runner meets it.
+    with exit_on_user_error(cfg):
+        check_checkpoint_file(args.checkpoint)
         check_datasets(cfg, ('test', ))
-    except DatasetNotFoundError as e:
-        sys.exit(f'ERROR: {e}')
-    setup_cpu_distributed(cfg)
-    try:
-        runner = build_runner(cfg)
-    except ModelConfigError as e:
-        sys.exit(f'ERROR: {e}')
-    return runner.test()
+        setup_cpu_distributed(cfg)
+        return build_runner(cfg).test()
 
 
 if __name__ == '__main__':

@@ -10,14 +10,15 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 from mmpoolformer.apis import (  # noqa: E402
-    DatasetNotFoundError,
-    ModelConfigError,
     add_common_args,
     build_runner,
     check_datasets,
+    checkpoint_to_resume,
+    exit_on_user_error,
     load_config,
     setup_cpu_distributed,
 )
+from mmpoolformer.checkpoint.safe_load import check_checkpoint_file  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -65,16 +66,17 @@ def main(argv=None):
     hooks = list(cfg.get('custom_hooks') or [])
     if not any(h.get('type') in ('RNGStateHook', 'mmpoolformer.RNGStateHook') for h in hooks):
         cfg.custom_hooks = hooks + [dict(type='mmpoolformer.RNGStateHook')]
-    try:
+    # Bad input (data, checkpoint, model config) ends in one line naming it, before
+    # anything is built where it can be checked cheaply, else when the Runner meets it.
+    with exit_on_user_error(cfg):
         check_datasets(cfg, ('train', 'val'))
-    except DatasetNotFoundError as e:
-        sys.exit(f'ERROR: {e}')
-    setup_cpu_distributed(cfg)
-    try:
-        runner = build_runner(cfg)
-    except ModelConfigError as e:
-        sys.exit(f'ERROR: {e}')
-    return runner.train()
+        checkpoint = cfg.get('load_from')
+        if cfg.get('resume') and not checkpoint:
+            checkpoint = checkpoint_to_resume(cfg.work_dir)
+        if checkpoint:
+            check_checkpoint_file(checkpoint)
+        setup_cpu_distributed(cfg)
+        return build_runner(cfg).train()
 
 
 if __name__ == '__main__':

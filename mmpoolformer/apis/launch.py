@@ -3,15 +3,26 @@
 Both tools serve detection (mmdet) and segmentation (mmseg) configs alike; the config's
 ``default_scope`` decides which registries the Runner uses.
 """
+import glob
+import json
 import os
 import os.path as osp
+import sys
+from contextlib import contextmanager
 from datetime import timedelta
 
 import torch
 from mmengine.config import Config, DictAction
 
-from .data_check import check_datasets
-from .model_check import check_neck_channels
+from ..checkpoint.safe_load import CheckpointError
+from .data_check import (
+    DataCheckHook,
+    DataError,
+    DatasetNotFoundError,
+    check_datasets,
+    find_malformed_annotation,
+)
+from .model_check import ModelConfigError, check_component_args, check_neck_channels
 
 # A rank that dies leaves the others blocked in a collective. gloo gives up after the
 # process-group timeout; 30 minutes (mmengine's default) is long for a CPU job. Override
@@ -108,12 +119,56 @@ def _slurm_env():
 
 
 def build_runner(cfg: Config):
+    """Build the Runner, with the checks of model_check and data_check on top."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+    check_component_args(cfg.model, cfg.get('default_scope'))
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     check_neck_channels(runner.model)
+    runner.register_hook(DataCheckHook())
     return runner
 
 
+def checkpoint_to_resume(work_dir: str):
+    """The checkpoint that ``--resume`` without a path continues from: the one named in
+    ``work_dir/last_checkpoint`` (as mmengine reads it), or None to start afresh.
+
+    mmengine 0.10.7 writes last_checkpoint in place, not atomically: a run killed at that
+    moment leaves it empty, which mmengine would take for the path ''.
+    """
+    from mmengine.runner import find_latest_checkpoint
+    path = find_latest_checkpoint(work_dir)
+    if path is not None and not path.strip():
+        saved = sorted(glob.glob(osp.join(work_dir, '*.pth')), key=osp.getmtime)
+        hint = f', e.g. --resume {saved[-1]} (the newest)' if saved else ''
+        raise CheckpointError(f'{osp.join(work_dir, "last_checkpoint")} is empty (the run '
+                              f'was killed while writing it?): name the checkpoint to '
+                              f'resume from{hint}')
+    return path
+
+
+# Errors whose message says all a user needs: printed as one line, without a traceback.
+USER_ERRORS = (CheckpointError, DataError, DatasetNotFoundError, ModelConfigError)
+
+
+@contextmanager
+def exit_on_user_error(cfg: Config):
+    """Turn a USER_ERRORS exception into ``ERROR: <message>`` on stderr and exit status 1.
+
+    A JSON error while the datasets are built comes from the COCO API or mmengine, which
+    give the position but not the file: the annotation files of ``cfg`` are parsed again
+    (only then) to name it. Every other exception keeps its traceback.
+    """
+    try:
+        yield
+    except USER_ERRORS as e:
+        sys.exit(f'ERROR: {e}')
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        malformed = find_malformed_annotation(cfg)
+        if malformed is None:
+            raise
+        sys.exit(f'ERROR: {malformed}')
+
+
 __all__ = ['add_common_args', 'load_config', 'setup_cpu_distributed', 'build_runner',
-           'check_datasets']
+           'check_datasets', 'checkpoint_to_resume', 'exit_on_user_error', 'USER_ERRORS']

@@ -8,10 +8,19 @@ message hub, numpy arrays and scalars in the meta), which makes ``--resume`` and
 allowlists exactly those types, in this one place. ``install_safe_globals`` is called when
 ``mmpoolformer`` is imported, so it is active in every load: ours, and mmengine's own
 (Runner resume/load_from), which call ``torch.load`` with the default ``weights_only``.
+
+It also routes mmengine's local checkpoint loader through ``load_checkpoint_file``. Two
+reasons: mmengine's loader leaves ``weights_only`` to torch's default, which the environment
+variable ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` turns off (an explicit ``weights_only=True``
+is not affected); and a refused, truncated or foreign file then gets the same one-line
+``CheckpointError`` on every path (``--resume``, ``load_from``, ``tools/test.py``, init_cfg).
+``check_checkpoint_file`` makes the same checks without reading the tensors, so that the
+tools refuse a bad file before they spend time building a model.
 """
 import os
 import os.path as osp
 import pickle
+import re
 
 import numpy as np
 import torch
@@ -19,6 +28,10 @@ import torch
 
 class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be used: unreadable, unsafe, or of the wrong model."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint path does not exist (also a FileNotFoundError)."""
 
 
 def _numpy_globals():
@@ -64,8 +77,24 @@ def safe_globals():
 
 
 def install_safe_globals():
-    """Allowlist ``safe_globals()`` for every ``weights_only`` load in this process."""
+    """Allowlist ``safe_globals()`` for every ``weights_only`` load in this process, and
+    make mmengine load local checkpoints through ``load_checkpoint_file``.
+
+    This is what ``import mmpoolformer`` calls; see the module docstring.
+    """
     torch.serialization.add_safe_globals(safe_globals())
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    # '' is mmengine's scheme for local paths (the fallback of every other prefix).
+    CheckpointLoader.register_scheme(prefixes='', loader=_mmengine_local_loader, force=True)
+
+
+def _mmengine_local_loader(filename, map_location):
+    return load_checkpoint_file(filename, map_location=map_location)
+
+
+# mmengine prints "Loads checkpoint by <name[10:]> backend": keep it reading "local".
+_mmengine_local_loader.__name__ = 'load_from_local'
 
 
 def _local_path(filename: str) -> str:
@@ -80,34 +109,111 @@ def _local_path(filename: str) -> str:
                 raise CheckpointError(f'could not download {filename}: {e}. Download it '
                                       f'by hand and pass the local path instead.') from None
         return path
-    path = osp.expanduser(filename)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint file not found: {filename}')
-    return path
+    _check_exists(filename)
+    return osp.expanduser(filename)
+
+
+def _check_exists(filename: str) -> None:
+    if not osp.isfile(osp.expanduser(filename)):
+        raise CheckpointNotFoundError(
+            f'checkpoint file not found: {filename} (give an existing local file or an '
+            f'http(s) URL)')
+
+
+# torch.save writes a zip archive (torch >= 1.6) or, in the legacy format, a pickle whose
+# first opcode is PROTO (0x80). Anything else is not a checkpoint at all.
+_ZIP, _PICKLE = b'PK\x03\x04', b'\x80'
+# A zip archive ends with its end-of-central-directory record (22 bytes plus a comment of
+# at most 64 KiB; torch writes none). A file cut off while written or copied has lost it.
+_ZIP_END, _ZIP_END_WINDOW = b'PK\x05\x06', 22 + 65535
+# What the weights_only unpickler (and _history_buffer_getattr) say when they refuse to
+# create an object; other UnpicklingErrors mean the bytes are not a valid pickle.
+_REFUSALS = ('GLOBAL', 'allowlisted', 'not allowed', 'reduce for unrecognized')
+
+
+def _check_container(path: str, filename: str) -> bool:
+    """Raise CheckpointError unless ``path`` looks like a whole torch.save file; return
+    whether it is a zip archive. Reads the first 4 and the last 64 KiB bytes only."""
+    with open(path, 'rb') as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(4)
+        f.seek(max(size - _ZIP_END_WINDOW, 0))
+        tail = f.read()
+    if head.startswith(_ZIP):
+        if _ZIP_END not in tail:
+            raise CheckpointError(
+                f'{filename} is not a readable PyTorch checkpoint: it is truncated (the end '
+                f'of its zip archive is missing; {size} bytes), e.g. cut off while being '
+                f'written or copied')
+        return True
+    if not head.startswith(_PICKLE):
+        raise CheckpointError(
+            f'{filename} is not a readable PyTorch checkpoint: it starts with {head!r}, '
+            f'not with the zip archive or pickle that torch.save writes')
+    return False
+
+
+def _refusal_reason(message: str):
+    """The line of an UnpicklingError that names what was refused, or None."""
+    for line in message.splitlines():
+        if any(word in line for word in _REFUSALS):
+            found = re.search(r'GLOBAL (\S+)', line)
+            return f'it would import {found.group(1)}' if found else line.strip()
+    return None
+
+
+def _torch_load(path: str, filename: str, **kwargs):
+    """torch.load with ``weights_only=True``; every failure becomes one CheckpointError."""
+    try:
+        return torch.load(path, weights_only=True, **kwargs)
+    except pickle.UnpicklingError as e:
+        reason = _refusal_reason(str(e))
+        if reason is None:
+            raise CheckpointError(f'{filename} is not a readable PyTorch checkpoint '
+                                  f'(corrupt): {_first_line(e)}') from None
+        raise CheckpointError(
+            f'refused to load {filename}: it is not a plain-data checkpoint ({reason}). '
+            f'mmpoolformer only unpickles tensors, containers and the allowlisted types '
+            f'of mmpoolformer.checkpoint.safe_load.safe_globals().') from None
+    except EOFError:  # a legacy (pickle) checkpoint that was cut off
+        raise CheckpointError(f'{filename} is not a readable PyTorch checkpoint: it is '
+                              f'truncated (it ends inside its pickle)') from None
+    except Exception as e:  # the unpickler fails on garbage with arbitrary error types
+        raise CheckpointError(f'{filename} is not a readable PyTorch checkpoint (truncated or '
+                              f'another file format): {_first_line(e)}') from None
 
 
 def load_checkpoint_file(filename: str, map_location='cpu'):
     """Load a checkpoint (local path or http(s) URL) with ``weights_only=True``.
 
     Raises:
-        FileNotFoundError: the path does not exist.
+        CheckpointNotFoundError: the path does not exist (a CheckpointError and a
+            FileNotFoundError).
         CheckpointError: the file is truncated, not a checkpoint, or needs types that are
             not allowlisted (which is what a pickle that tries to run code looks like).
     """
     path = _local_path(str(filename))
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        # torch's message is long; keep the line that names what was refused.
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        reason = next((ln for ln in lines if 'Unsupported' in ln or 'not allowed' in ln),
-                      lines[0] if lines else type(e).__name__)
-        raise CheckpointError(
-            f'refused to load {filename}: it is not a plain-data checkpoint ({reason}). '
-            f'mmpoolformer only unpickles tensors, containers and the allowlisted types '
-            f'of mmpoolformer.checkpoint.safe_load.safe_globals().') from None
-    except Exception as e:  # the unpickler fails on garbage with arbitrary error types
-        raise CheckpointError(
-            f'{filename} is not a readable PyTorch checkpoint (truncated or another file '
-            f'format): {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}'
-        ) from None
+    _check_container(path, filename)
+    return _torch_load(path, filename, map_location=map_location)
+
+
+def check_checkpoint_file(filename: str) -> None:
+    """Raise what ``load_checkpoint_file`` would, without reading the tensors.
+
+    For a quick check before minutes of building: the container is checked, and the
+    pickle of a zip checkpoint is unpickled with the tensors memory-mapped (not read), so
+    an unsafe file is refused here. URLs are left to the load.
+    """
+    filename = str(filename)
+    if filename.startswith(('http://', 'https://')):
+        return
+    _check_exists(filename)
+    path = osp.expanduser(filename)
+    if _check_container(path, filename):
+        _torch_load(path, filename, map_location='cpu', mmap=True)
+
+
+def _first_line(error: BaseException) -> str:
+    """The first sentence of an error message (torch appends paragraphs of advice)."""
+    text = str(error).strip()
+    return text.splitlines()[0].split('. ')[0] if text else type(error).__name__
