@@ -15,6 +15,7 @@ import torch
 from mmengine.config import Config, DictAction
 
 from ..checkpoint.safe_load import CheckpointError
+from ..models.backbones.metaformer import InputTooLargeError
 from .data_check import (
     DataCheckHook,
     DataError,
@@ -22,6 +23,7 @@ from .data_check import (
     check_datasets,
     find_malformed_annotation,
 )
+from .memory_check import check_input_memory
 from .model_check import ModelConfigError, check_component_args, check_neck_channels
 
 # A rank that dies leaves the others blocked in a collective. gloo gives up after the
@@ -125,6 +127,7 @@ def build_runner(cfg: Config):
     check_component_args(cfg.model, cfg.get('default_scope'))
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     check_neck_channels(runner.model)
+    check_input_memory(cfg, runner.model)
     runner.register_hook(DataCheckHook())
     return runner
 
@@ -148,7 +151,8 @@ def checkpoint_to_resume(work_dir: str):
 
 
 # Errors whose message says all a user needs: printed as one line, without a traceback.
-USER_ERRORS = (CheckpointError, DataError, DatasetNotFoundError, ModelConfigError)
+USER_ERRORS = (CheckpointError, DataError, DatasetNotFoundError, ModelConfigError,
+               InputTooLargeError)
 
 
 @contextmanager

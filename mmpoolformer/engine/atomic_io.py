@@ -6,7 +6,14 @@ while saving leaves a truncated checkpoint where the last good one was (and
 directory, are fsync'ed, and replace the target with ``os.replace``, which is atomic on
 POSIX: readers see the old file or the new one, never a part. The backend is registered
 as mmengine's 'local' backend when mmpoolformer is imported.
+
+mmengine's CheckpointHook writes ``last_checkpoint`` with the builtin ``open`` instead of its
+file backend. ``install_atomic_local_backend`` gives that one module an ``open`` that sends
+writes of ``last_checkpoint`` through the atomic backend (everything else goes to the
+builtin), so a kill can no longer leave it empty.
 """
+import builtins
+import io
 import os
 import os.path as osp
 import tempfile
@@ -14,6 +21,7 @@ from pathlib import Path
 from typing import Union
 
 from mmengine.fileio import io as mmengine_io
+from mmengine.hooks import checkpoint_hook
 from mmengine.fileio.backends import LocalBackend, register_backend
 
 
@@ -50,7 +58,36 @@ class AtomicLocalBackend(LocalBackend):
 
 def install_atomic_local_backend() -> None:
     register_backend('local', AtomicLocalBackend, force=True, prefixes='')
+    install_atomic_last_checkpoint()
     # Drop LocalBackend instances mmengine may have cached before this registration.
     for key in [k for k, v in mmengine_io.backend_instances.items()
                 if type(v) is LocalBackend]:
         del mmengine_io.backend_instances[key]
+
+
+class _AtomicTextWriter(io.StringIO):
+    """A text file opened for writing that appears at ``path`` whole, on close."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def close(self):
+        if not self.closed:
+            AtomicLocalBackend().put_text(self.getvalue(), self.path)
+        super().close()
+
+    def __exit__(self, exc_type, *args):
+        if exc_type is not None:  # an error while writing: keep the old file
+            super().close()
+        return super().__exit__(exc_type, *args)
+
+
+def _checkpoint_hook_open(file, mode='r', *args, **kwargs):
+    if mode == 'w' and osp.basename(str(file)) == 'last_checkpoint':
+        return _AtomicTextWriter(str(file))
+    return builtins.open(file, mode, *args, **kwargs)
+
+
+def install_atomic_last_checkpoint() -> None:
+    checkpoint_hook.open = _checkpoint_hook_open

@@ -101,9 +101,15 @@ def official_from_arch(arch: dict, **kwargs) -> OfficialPoolFormer:
 
 @torch.no_grad()
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every parameter random values, layer scales and norm affines far from init."""
+    """Give every parameter random values, layer scales and norm affines far from init.
+
+    Scales (layer/res scale, StarReLU's) and norm weights go to [0.5, 1.5). RandFormer's
+    fixed row-stochastic ``random_matrix`` is left as it is: it is not a learned weight.
+    """
     gen = torch.Generator().manual_seed(seed)
     for name, p in model.named_parameters():
+        if name.endswith('random_matrix'):
+            continue
         if p.dim() == 1 and ('norm' in name or 'scale' in name):
             p.copy_(torch.rand(p.shape, generator=gen) + 0.5)  # in [0.5, 1.5)
         elif p.dim() == 1:  # biases

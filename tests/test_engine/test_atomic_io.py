@@ -1,3 +1,4 @@
+import io
 import os
 import stat
 import subprocess
@@ -53,3 +54,25 @@ def test_a_kill_while_saving_leaves_the_previous_checkpoint_intact(tmp_path):
         proc.kill()
         proc.wait()
     assert target.read_bytes() == b'the last good checkpoint'
+
+
+def test_last_checkpoint_is_written_atomically(tmp_path):
+    """mmengine's CheckpointHook writes last_checkpoint with open(): it goes through put."""
+    from mmengine.hooks import checkpoint_hook
+    path = tmp_path / 'last_checkpoint'
+    path.write_text('iter_2.pth')
+    with checkpoint_hook.open(str(path), 'w') as f:
+        f.write('iter_4')
+        assert path.read_text() == 'iter_2.pth'  # not truncated while being written
+        f.write('.pth')
+    assert path.read_text() == 'iter_4.pth'
+    try:
+        with checkpoint_hook.open(str(path), 'w') as f:
+            f.write('iter_6')
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert path.read_text() == 'iter_4.pth'
+    # Every other file still goes to the builtin open.
+    with checkpoint_hook.open(str(tmp_path / 'other'), 'w') as f:
+        assert not isinstance(f, io.StringIO)

@@ -15,7 +15,8 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mmpoolformer.models import PoolFormer
+from mmpoolformer.models import (CAFormer, ConvFormer, IdentityFormer, PoolFormer, PoolFormerV2,
+                                 RandFormer)
 from mmpoolformer.testing import randomize_
 
 MAX_SIDE = 1100
@@ -23,7 +24,7 @@ MAX_SIDE = 1100
 # of a 1100 x 1100 image costs PoolFormer-S12: bigger archs and batches get proportionally
 # fewer pixels (a narrower image), so every arch still meets both extremes of height and
 # width. The full 1100 x 1100 image is an explicit example below.
-MAX_EXAMPLES = 30
+MAX_EXAMPLES = 60
 
 
 def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -68,7 +69,16 @@ class Family:
         return kernel - 2 * padding  # the smallest input that gives the stem one output
 
 
-FAMILIES = [Family(PoolFormer)]
+HYBRID = [dict(type='Pooling')] * 2 + [dict(type='Attention')] * 2
+FAMILIES = [
+    Family(PoolFormer),
+    Family(PoolFormer, archs=['s12'], kwargs=dict(token_mixers=HYBRID)),
+    Family(PoolFormerV2, archs=['s12', 'm36']),
+    Family(IdentityFormer, archs=['s12']),
+    Family(RandFormer, archs=['s12']),
+    Family(ConvFormer, archs=['s18', 'b36']),
+    Family(CAFormer, archs=['s18', 'm36']),
+]
 REFERENCE_COST = FAMILIES[0].arch_cost('s12') * MAX_SIDE**2 / 4
 
 

@@ -175,3 +175,18 @@ def test_missing_dataset_is_one_clear_message(tmp_path, config, needle):
     assert 'Traceback' not in log
     assert 'ERROR: Dataset not found: data/' in log and needle in log
     assert 'make_shapes.py' in log
+
+
+def test_a_config_whose_attention_cannot_fit_stops_before_training(shapes, tmp_path):
+    """Attention with dropout at stride 4 of 1333x800 images: refused when built."""
+    config = tmp_path / 'too_big.py'
+    config.write_text(
+        f"_base_ = ['{REPO}/configs/quickstart/retinanet_poolformer_s12_shapes.py']\n"
+        "model = dict(backbone=dict(type='CAFormer', arch='s18', token_mixers=[\n"
+        "    dict(type='Attention', attn_drop=0.1)] * 4))\n")
+    opts = [o for o in det_options(shapes) if 'pipeline' not in o]
+    rc, log = run('tools/train.py', str(config), '--work-dir', str(tmp_path / 'w'),
+                  '--cfg-options', *opts, 'train_dataloader.dataset.pipeline.2.scale=(1333,800)')
+    assert rc == 1 and 'Traceback' not in log, log[-3000:]
+    assert re.search(r'ERROR: CAFormer: a batch of 2 at 800x1344 needs [\d.]+ GiB', log)
+    assert 'checked at build time' in log and 'Epoch' not in log and 'Iter(train)' not in log

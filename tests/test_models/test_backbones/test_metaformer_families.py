@@ -15,7 +15,7 @@ from mmpoolformer.models import (
     RandFormer,
 )
 from mmpoolformer.models.layers import Attention, RandomMixing
-from mmpoolformer.testing import OfficialMetaFormer
+from mmpoolformer.testing import OfficialMetaFormer, randomize_
 
 S12, S18 = [2, 2, 6, 2], [3, 3, 9, 3]
 DIMS = [64, 128, 320, 512]
@@ -54,26 +54,10 @@ FAMILIES = {
 }
 
 
-@torch.no_grad()
-def randomize(model, seed=0):
-    """Random weights; norm weights and scales (StarReLU's included) in [0.5, 1.5)."""
-    gen = torch.Generator().manual_seed(seed)
-    for name, p in model.named_parameters():
-        if 'random_matrix' in name:
-            continue  # a fixed row-stochastic matrix by definition
-        if p.dim() == 1 and ('norm' in name or 'scale' in name):
-            p.copy_(torch.rand(p.shape, generator=gen) + 0.5)
-        elif p.dim() == 1:
-            p.copy_(0.1 * torch.randn(p.shape, generator=gen))
-        else:
-            p.copy_(torch.randn(p.shape, generator=gen) / p[0].numel() ** 0.5)
-    return model
-
-
 def pair(family, **kwargs):
     make_ours, make_ref, size = FAMILIES[family]
     torch.manual_seed(0)
-    ref = randomize(make_ref())
+    ref = randomize_(make_ref())
     ours = make_ours(**kwargs)
     converted, _, unused, layout = convert_state_dict(ref.state_dict(), with_out_norms=True)
     assert layout == 'official-metaformer' and not unused
@@ -168,7 +152,7 @@ def timm_layout(state_dict, attention_stages=()):
 @pytest.mark.parametrize('layout', ['official-metaformer', 'timm'])
 def test_imagenet_checkpoints_load_in_both_layouts(family, layout, tmp_path):
     ours, ref, _ = pair(family)
-    source = randomize(FAMILIES[family][1](), seed=1)
+    source = randomize_(FAMILIES[family][1](), seed=1)
     if layout == 'official-metaformer':
         checkpoint = {k: v for k, v in source.state_dict().items()
                       if not k.startswith('out_norms')}
@@ -291,7 +275,7 @@ def test_training_options(family):
     assert all(not m.training for m in frozen) and model.stages[2].training
     # with_cp: the same outputs and gradients, recomputed instead of stored.
     torch.manual_seed(0)
-    plain = randomize(make())
+    plain = randomize_(make())
     cp = make(with_cp=True)
     cp.load_state_dict(plain.state_dict())
     x = torch.randn(1, 3, 64, 96)
