@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Union
 
 from mmengine.fileio import io as mmengine_io
-from mmengine.hooks import checkpoint_hook
 from mmengine.fileio.backends import LocalBackend, register_backend
+from mmengine.hooks import checkpoint_hook
 
 
 def _umask() -> int:

@@ -15,8 +15,14 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mmpoolformer.models import (CAFormer, ConvFormer, IdentityFormer, PoolFormer, PoolFormerV2,
-                                 RandFormer)
+from mmpoolformer.models import (
+    CAFormer,
+    ConvFormer,
+    IdentityFormer,
+    PoolFormer,
+    PoolFormerV2,
+    RandFormer,
+)
 from mmpoolformer.testing import randomize_
 
 MAX_SIDE = 1100
