@@ -103,11 +103,12 @@ def test_killed_two_process_run_resumes_to_the_same_weights(shapes, tmp_path):
     rc, log = finish(torchrun(tmp_path / 'probe-straight', straight, shapes))
     assert rc == 0, log[-4000:]
     assert 'Distributed training: True' in log and 'GPU number: 2' in log, log[-2000:]
-    # Only rank 0 moved files into place, and exactly the checkpoints, once each.
+    # Only rank 0 moved files into place: each checkpoint, then last_checkpoint naming it.
     renames = (tmp_path / 'probe-straight' / 'renames.0').read_text().split()
     assert not (tmp_path / 'probe-straight' / 'renames.1').exists()
     written = [p for p in renames if p.startswith(str(straight))]
-    assert written == [str(straight / f'iter_{i}.pth') for i in range(EVERY, ITERS + 1, EVERY)]
+    assert written == [str(straight / name) for i in range(EVERY, ITERS + 1, EVERY)
+                       for name in (f'iter_{i}.pth', 'last_checkpoint')]
 
     probe = tmp_path / 'probe-killed'
     proc = torchrun(probe, killed, shapes)
