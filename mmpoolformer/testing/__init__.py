@@ -1,5 +1,14 @@
 """Helpers for tests and benchmarks (like ``mmdet.testing``); not used by the models."""
 from .official_metaformer import OfficialMetaFormer
-from .official_poolformer import OfficialPoolFormer, official_from_arch, randomize_
+from .official_poolformer import (
+                                  OfficialPoolFormer,
+                                  official_from_arch,
+                                  official_imagenet_checkpoint,
+                                  randomize_,
+                                  to_mmpretrain_layout,
+)
 
-__all__ = ['OfficialMetaFormer', 'OfficialPoolFormer', 'official_from_arch', 'randomize_']
+__all__ = [
+    'OfficialMetaFormer', 'OfficialPoolFormer', 'official_from_arch',
+    'official_imagenet_checkpoint', 'randomize_', 'to_mmpretrain_layout'
+]

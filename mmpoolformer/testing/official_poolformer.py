@@ -117,3 +117,20 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
         else:
             p.copy_(torch.randn(p.shape, generator=gen) / p[0].numel() ** 0.5)
     return model
+
+
+def official_imagenet_checkpoint(arch: dict, seed: int = 0) -> dict:
+    """A random official-layout classification state_dict: backbone, final norm and head."""
+    sd = dict(randomize_(official_from_arch(arch, out_indices=()), seed).state_dict())
+    last = arch['embed_dims'][-1]
+    gen = torch.Generator().manual_seed(seed)
+    sd['norm.weight'], sd['norm.bias'] = torch.rand(last, generator=gen), torch.rand(last)
+    sd['head.weight'], sd['head.bias'] = torch.randn(1000, last), torch.randn(1000)
+    return sd
+
+
+def to_mmpretrain_layout(sd: dict) -> dict:
+    """An official state_dict as mmpretrain saves it: ``backbone.``/``head.fc.`` keys."""
+    return {'meta': {'mmpretrain_version': '1.2.0'},
+            'state_dict': {('head.fc.' + k[5:] if k.startswith('head.') else 'backbone.' + k): v
+                           for k, v in sd.items()}}

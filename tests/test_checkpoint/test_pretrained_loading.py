@@ -7,7 +7,11 @@ import torch
 import mmpoolformer.checkpoint.loading as loading
 from mmpoolformer.checkpoint import CheckpointError, load_pretrained
 from mmpoolformer.models import PoolFormer
-from mmpoolformer.testing import official_from_arch, randomize_
+from mmpoolformer.testing import (
+    official_from_arch,
+    official_imagenet_checkpoint,
+    to_mmpretrain_layout,
+)
 
 TINY = dict(layers=[1, 2, 1, 1], embed_dims=[8, 16, 24, 32], mlp_ratios=4,
             layer_scale_init_value=1e-5)
@@ -16,19 +20,7 @@ DEEPER = dict(TINY, layers=[1, 2, 2, 1])
 
 
 def imagenet_state_dict(arch=TINY, seed=0):
-    """An official-layout classification checkpoint: backbone, final norm and head."""
-    ref = randomize_(official_from_arch(arch, out_indices=()), seed)
-    sd = dict(ref.state_dict())
-    last = arch['embed_dims'][-1]
-    sd['norm.weight'], sd['norm.bias'] = torch.rand(last), torch.rand(last)
-    sd['head.weight'], sd['head.bias'] = torch.randn(1000, last), torch.randn(1000)
-    return sd
-
-
-def to_mmpretrain(sd):
-    return {'meta': {'mmpretrain_version': '1.2.0'},
-            'state_dict': {('head.fc.' + k[5:] if k.startswith('head.') else 'backbone.' + k): v
-                           for k, v in sd.items()}}
+    return official_imagenet_checkpoint(arch, seed)
 
 
 def to_timm(sd):
@@ -72,7 +64,7 @@ def reference_outputs(sd, x):
 @pytest.mark.parametrize('layout', ['official', 'mmpretrain', 'timm'])
 def test_init_cfg_loads_every_layout(tmp_path, layout, logs):
     sd = imagenet_state_dict()
-    ckpt = {'official': sd, 'mmpretrain': to_mmpretrain(sd), 'timm': to_timm(sd)}[layout]
+    ckpt = {'official': sd, 'mmpretrain': to_mmpretrain_layout(sd), 'timm': to_timm(sd)}[layout]
     path = tmp_path / f'{layout}.pth'
     torch.save(ckpt, path)
     model = PoolFormer(TINY, init_cfg=dict(type='Pretrained', checkpoint=str(path)))

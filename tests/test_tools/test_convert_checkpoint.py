@@ -16,7 +16,12 @@ from mmengine.registry import DefaultScope
 
 import mmpoolformer  # noqa: F401
 from mmpoolformer.models import PoolFormer
-from mmpoolformer.testing import official_from_arch, randomize_
+from mmpoolformer.testing import (
+    official_from_arch,
+    official_imagenet_checkpoint,
+    randomize_,
+    to_mmpretrain_layout,
+)
 
 from .tool_helpers import REPO, load_tool, run
 
@@ -46,19 +51,7 @@ def convert(tool, capsys, *argv):
 
 # ------------------------------------------------------------------ ImageNet layouts
 def official_imagenet(seed=0, arch=S12):
-    ref = randomize_(official_from_arch(arch, out_indices=()), seed)
-    sd = dict(ref.state_dict())
-    last = arch['embed_dims'][-1]
-    gen = torch.Generator().manual_seed(seed)
-    sd['norm.weight'], sd['norm.bias'] = torch.rand(last, generator=gen), torch.rand(last)
-    sd['head.weight'], sd['head.bias'] = torch.randn(1000, last), torch.randn(1000)
-    return sd
-
-
-def to_mmpretrain(sd):
-    return {'meta': {'mmpretrain_version': '1.2.0'},
-            'state_dict': {('head.fc.' + k[5:] if k.startswith('head.') else 'backbone.' + k): v
-                           for k, v in sd.items()}}
+    return official_imagenet_checkpoint(arch, seed)
 
 
 def to_timm(sd):
@@ -95,8 +88,8 @@ def reference_features(sd, x, out_indices=(0, 1, 2, 3)):
 def test_imagenet_checkpoint_becomes_our_backbone_layout(tool, capsys, tmp_path, layout):
     sd = official_imagenet()
     src = tmp_path / f'{layout}.pth'
-    torch.save({'official': sd, 'mmpretrain': to_mmpretrain(sd), 'timm': to_timm(sd)}[layout],
-               src)
+    layouts = {'official': sd, 'mmpretrain': to_mmpretrain_layout(sd), 'timm': to_timm(sd)}
+    torch.save(layouts[layout], src)
     dst = tmp_path / 'out' / 'converted.pth'
     code, out = convert(tool, capsys, src, dst, '--arch', 's12')
     assert code is None, out
