@@ -35,14 +35,14 @@ class DatasetNotFoundError(FileNotFoundError):
     pass
 
 
-def _walk(dataset_cfg):
+def walk_dataset_cfgs(dataset_cfg):
     """The dataset config and the datasets it wraps (RepeatDataset, ConcatDataset, ...)."""
     if not isinstance(dataset_cfg, dict):
         return
     yield dataset_cfg
-    yield from _walk(dataset_cfg.get('dataset'))
+    yield from walk_dataset_cfgs(dataset_cfg.get('dataset'))
     for inner in dataset_cfg.get('datasets') or []:
-        yield from _walk(inner)
+        yield from walk_dataset_cfgs(inner)
 
 
 def _join(root, path):
@@ -72,7 +72,7 @@ def check_datasets(cfg, splits=('train', 'val')):
         loader = cfg.get(f'{split}_dataloader')
         if not loader or (split == 'val' and not cfg.get('val_cfg')):
             continue
-        for dataset in _walk(loader.get('dataset')):
+        for dataset in walk_dataset_cfgs(loader.get('dataset')):
             ann_file = (cfg.get(f'{split}_evaluator') or {}).get('ann_file')
             for path in _paths(dataset) + ([ann_file] if isinstance(ann_file, str) else []):
                 if '://' in path or osp.exists(path):
@@ -236,7 +236,7 @@ def _annotation_files(cfg):
     """The JSON annotation files a config reads: datasets' ann_file and evaluators'."""
     found = []
     for split in ('train', 'val', 'test'):
-        for dataset in _walk((cfg.get(f'{split}_dataloader') or {}).get('dataset')):
+        for dataset in walk_dataset_cfgs((cfg.get(f'{split}_dataloader') or {}).get('dataset')):
             if dataset.get('ann_file'):
                 found.append(_join(dataset.get('data_root') or '', dataset['ann_file']))
         evaluators = cfg.get(f'{split}_evaluator') or []

@@ -8,16 +8,8 @@ so that a run that cannot fit stops before the first iteration.
 from typing import Optional, Tuple
 
 from ..models.backbones.metaformer import InputTooLargeError, MetaFormer
+from .data_check import walk_dataset_cfgs
 from .model_check import ModelConfigError
-
-
-def _walk_datasets(dataset_cfg):
-    if not isinstance(dataset_cfg, dict):
-        return
-    yield dataset_cfg
-    yield from _walk_datasets(dataset_cfg.get('dataset'))
-    for inner in dataset_cfg.get('datasets') or []:
-        yield from _walk_datasets(inner)
 
 
 def _pipeline_size(pipeline) -> Optional[Tuple[int, int]]:
@@ -44,7 +36,7 @@ def _pipeline_size(pipeline) -> Optional[Tuple[int, int]]:
 def largest_training_input(cfg) -> Optional[Tuple[int, int, int]]:
     """(batch, height, width) of the largest training batch, or None if unknown."""
     loader = cfg.get('train_dataloader') or {}
-    sizes = [s for d in _walk_datasets(loader.get('dataset'))
+    sizes = [s for d in walk_dataset_cfgs(loader.get('dataset'))
              if (s := _pipeline_size(d.get('pipeline'))) is not None]
     if not sizes:
         return None

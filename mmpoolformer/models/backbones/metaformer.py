@@ -321,6 +321,11 @@ class MetaFormer(BaseModule):
 
         self.out_norms = nn.ModuleDict(
             {str(i): build_norm(out_norm_cfg, embed_dims[i]) for i in self.out_indices})
+        # Only attention and random mixing can need (N, N) tensors; without them the
+        # forward skips the memory check altogether.
+        self._has_quadratic_mixers = any(
+            hasattr(block.token_mixer, 'quadratic_bytes')
+            for stage in self.stages for block in stage.blocks)
         self._freeze_stages()
 
     @staticmethod
@@ -405,11 +410,12 @@ class MetaFormer(BaseModule):
         if min(x.shape[-2:]) < self.min_input_size:
             raise ValueError(f'input of size {tuple(x.shape[-2:])} is too small: the stem '
                              f'needs height and width of at least {self.min_input_size}')
-        elem = x.element_size()
-        if torch.is_autocast_enabled(x.device.type):
-            elem = torch.finfo(torch.get_autocast_dtype(x.device.type)).bits // 8
-        self.check_input_size(x.shape[0], x.shape[2], x.shape[3], elem,
-                              self.training and torch.is_grad_enabled(), x.device)
+        if self._has_quadratic_mixers:
+            elem = x.element_size()
+            if torch.is_autocast_enabled(x.device.type):
+                elem = torch.finfo(torch.get_autocast_dtype(x.device.type)).bits // 8
+            self.check_input_size(x.shape[0], x.shape[2], x.shape[3], elem,
+                                  self.training and torch.is_grad_enabled(), x.device)
         x = x.permute(0, 2, 3, 1).contiguous()
         x = self.stem(x)
         outs = []
