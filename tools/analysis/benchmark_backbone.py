@@ -1,20 +1,22 @@
 """Speed and memory of this package's PoolFormer against the plain official definition.
 
     python tools/analysis/benchmark_backbone.py [--archs s12 s24 ...] [--batch 2]
-        [--size 512 512] [--repeat 5] [--memory] [--detector]
+        [--size 512 512] [--repeat 7] [--memory] [--detector]
 
 Everything is measured side by side in one run, on the same weights and inputs:
 - the reference: ``mmpoolformer.testing.OfficialPoolFormer``, the official definition in
   plain NCHW PyTorch (nn.GroupNorm, nn.AvgPool2d, 1x1 convs), as the official/mmpretrain
   ports run it;
 - this package's ``PoolFormer`` with its defaults (what a config gets).
-For fp32 and bf16 autocast, eval (no grad) and train (forward + backward): median seconds,
-images/s, achieved GFLOP/s (conv + matmul FLOPs of the model, counted by torch's
-FlopCounterMode; a train step counts 3x the forward) as a share of this machine's measured
-matmul peak, and the speed-up. ``--memory`` adds peak training memory at 800x1216 (each
-measurement in a fresh process: peak RSS during the step minus RSS before); ``--detector`` adds a
-RetinaNet-S12 training iteration with either backbone. Benchmarks are not tests: the test
-suite checks that the fast paths give the reference's numbers.
+For fp32 and bf16 autocast, eval (no grad) and train (forward + backward): median seconds
+(the two implementations alternate, step by step), images/s, achieved GFLOP/s (conv +
+matmul FLOPs of the model, counted by torch's FlopCounterMode; a train step counts 3x the
+forward) as a share of this machine's measured matmul peak (the faster of MKL's and
+oneDNN's GEMM on 2048 x 2048 operands), and the speed-up. ``--memory`` adds peak training
+memory at 800x1216 (each measurement in a fresh process: peak RSS during the step minus RSS
+before); ``--detector`` adds a RetinaNet-S12 training iteration with either backbone.
+Benchmarks are not tests: the test suite checks that the fast paths give the reference's
+numbers.
 """
 import argparse
 import os
@@ -30,22 +32,34 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 from mmpoolformer.checkpoint import convert_state_dict  # noqa: E402
 from mmpoolformer.models import PoolFormer  # noqa: E402
+from mmpoolformer.models.layers import fused_ops  # noqa: E402
 from mmpoolformer.testing import official_from_arch, randomize_  # noqa: E402
 
 
-def timeit(fn, repeat):
-    fn()  # warm-up (oneDNN primitive creation, allocator)
-    times = []
+def timeit(fns, repeat):
+    """Median seconds of each function, run in alternation so that both see the same load.
+
+    On a shared machine the speed drifts over seconds; interleaving the candidates makes
+    that drift hit each of them alike instead of whichever ran during a slow spell.
+    """
+    for fn in fns.values():
+        fn()  # warm-up (oneDNN primitive creation, allocator)
+    times = {name: [] for name in fns}
     for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def matmul_peak(dtype, n=2048, repeat=5):
+    """The best of MKL's ``mm`` and oneDNN's linear on (n x n) operands, in GFLOP/s."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return 2 * n**3 / timeit(lambda: a @ b, repeat) / 1e9
+    fns = {'mm': lambda: a @ b}
+    if fused_ops.mkldnn_linear_available():
+        fns['onednn'] = lambda: fused_ops.linear(a, b, None)
+    return max(2 * n**3 / t / 1e9 for t in timeit(fns, repeat).values())
 
 
 def paired(arch, out_indices=(0, 1, 2, 3)):
@@ -101,9 +115,9 @@ def bench_arch(arch, args, peaks):
         for train in (False, True):
             mode = f'{dtype} {"train" if train else "eval"}'
             step_flops = flops * (3 if train else 1)
-            times = {}
-            for name, model in (('reference', ref), ('mmpoolformer', ours)):
-                times[name] = timeit(step_fn(model, x, train, dtype == 'bf16'), args.repeat)
+            times = timeit({name: step_fn(model, x, train, dtype == 'bf16')
+                            for name, model in (('reference', ref), ('mmpoolformer', ours))},
+                           args.repeat)
             if mode == 'fp32 eval':
                 fp32_ref_eval = times['reference']
             for name, t in times.items():
@@ -176,6 +190,8 @@ def bench_detector(args):
     ref_bb, ours_bb = paired('s12', out_indices=(1, 2, 3))
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(cfg.model)
+    from mmengine.logging import MMLogger
+    MMLogger.get_current_instance().setLevel('WARNING')  # init_weights logs every tensor
     model.init_weights()
     from mmdet.structures import DetDataSample
     from mmengine.structures import InstanceData
@@ -187,18 +203,20 @@ def bench_detector(args):
                                                            [300., 310., 420., 480.]]),
                                       labels=torch.tensor([1, 5]))
         samples.append(s)
-    times = {}
-    for name, backbone in (('reference', ref_bb), ('mmpoolformer', ours_bb)):
-        model.backbone = backbone
-        model.train()
+    model.train()
 
+    def step_with(backbone):
         def step():
+            model.backbone = backbone
             losses = model.loss(x, samples)
             loss, _ = model.parse_losses(losses)
             loss.backward()
             model.zero_grad(set_to_none=True)
-        times[name] = timeit(step, args.repeat)
-        print(f'| {name} | {times[name]:.3f} | {times["reference"] / times[name]:.2f}x |')
+        return step
+    times = timeit({'reference': step_with(ref_bb), 'mmpoolformer': step_with(ours_bb)},
+                   args.repeat)
+    for name, t in times.items():
+        print(f'| {name} | {t:.3f} | {times["reference"] / t:.2f}x |')
 
 
 def main():
@@ -210,7 +228,7 @@ def main():
                         choices=list(PoolFormer.arch_settings))
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--size', type=int, nargs=2, default=[512, 512])
-    parser.add_argument('--repeat', type=int, default=5)
+    parser.add_argument('--repeat', type=int, default=7)
     parser.add_argument('--memory', action='store_true')
     parser.add_argument('--detector', action='store_true')
     args = parser.parse_args()

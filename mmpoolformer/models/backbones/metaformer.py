@@ -44,6 +44,10 @@ class Downsampling(nn.Module):
         return self.post_norm(x)
 
 
+def _scale_or_none(layer: nn.Module) -> Optional[torch.Tensor]:
+    return layer.scale if isinstance(layer, Scale) else None
+
+
 class MetaFormerBlock(nn.Module):
     """One MetaFormer block on (B, H, W, C) tensors::
 
@@ -89,10 +93,14 @@ class MetaFormerBlock(nn.Module):
         self.res_scale2 = scale(res_scale_init_value)
         self.drop_path = drop_path
         self.fused_pool = isinstance(token_mixer, Pooling) and is_group_norm1(self.norm1)
+        # PoolFormer's channel MLP (one-group GN, exact GELU, no dropout) has a fused
+        # training path too (``fused_ops.norm_mlp_residual``).
+        self.fused_mlp = (is_group_norm1(self.norm2) and isinstance(self.mlp.act, nn.GELU)
+                          and self.mlp.act.approximate == 'none' and drop == 0)
 
     def _branch_scale(self, layer_scale: nn.Module, x: torch.Tensor):
         """Layer scale times the stochastic-depth keep mask: (C,), (B, 1, 1, C) or None."""
-        scale = layer_scale.scale if isinstance(layer_scale, Scale) else None
+        scale = _scale_or_none(layer_scale)
         if self.training and self.drop_path > 0:
             keep = 1.0 - self.drop_path
             mask = x.new_empty(x.shape[0], 1, 1, 1).bernoulli_(keep).div_(keep)
@@ -129,6 +137,12 @@ class MetaFormerBlock(nn.Module):
     def _channel_mlp(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training and fused_ops.can_use_mkldnn_linear(x):
             return self._channel_mlp_inference(x)
+        if (self.fused_mlp and torch.is_grad_enabled()
+                and not (self.training and self.drop_path > 0)
+                and fused_ops.can_use_mkldnn_train_linear(x, self.mlp.fc1.weight)):
+            return fused_ops.norm_mlp_residual(x, self.norm2, self.mlp,
+                                               _scale_or_none(self.layer_scale2),
+                                               _scale_or_none(self.res_scale2))
         branch = self.mlp(self.norm2(x))
         return self._add_branch(x, branch, self.res_scale2,
                                 self._branch_scale(self.layer_scale2, x))
@@ -143,19 +157,22 @@ class MetaFormerBlock(nn.Module):
         tokens = self.norm2(x).reshape(-1, c)
         w1 = mlp.fc1.weight.to(x.dtype)
         b1 = None if mlp.fc1.bias is None else mlp.fc1.bias.to(x.dtype)
-        if isinstance(mlp.act, nn.GELU) and mlp.act.approximate == 'none':
-            hidden = fused_ops.linear_gelu(tokens, w1, b1)
-        else:
-            hidden = mlp.act(fused_ops.linear(tokens, w1, b1))
         w2, b2 = mlp.fc2.weight, mlp.fc2.bias
         if isinstance(self.layer_scale2, Scale):
             scale = self.layer_scale2.scale
             w2 = w2 * scale[:, None]
             b2 = None if b2 is None else b2 * scale
+        w2, b2 = w2.to(x.dtype), None if b2 is None else b2.to(x.dtype)
         residual = self.res_scale2(x).reshape(-1, c)
-        out = fused_ops.linear_add(hidden, residual, w2.to(x.dtype),
-                                   None if b2 is None else b2.to(x.dtype))
-        return out.view(x.shape)
+        exact_gelu = isinstance(mlp.act, nn.GELU) and mlp.act.approximate == 'none'
+        out = []
+        for rows in fused_ops.row_chunks(tokens.shape[0], w1.shape[0] * x.element_size()):
+            if exact_gelu:
+                hidden = fused_ops.linear_gelu(tokens[rows], w1, b1)
+            else:
+                hidden = mlp.act(fused_ops.linear(tokens[rows], w1, b1))
+            out.append(fused_ops.linear_add(hidden, residual[rows], w2, b2))
+        return (out[0] if len(out) == 1 else torch.cat(out)).view(x.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._channel_mlp(self._token_mixing(x))

@@ -85,3 +85,84 @@ def test_bf16_autocast_training_step_is_finite():
         outs = model(torch.randn(2, 3, 64, 64))
     sum(o.float().mean() for o in outs).backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def plain_norm_mlp_residual(x, gn_w, gn_b, w1, b1, w2, b2, ls, rs):
+    """The block's channel-MLP line as the official definition writes it."""
+    n = F.group_norm(x.permute(0, 3, 1, 2), 1, gn_w, gn_b, 1e-5).permute(0, 2, 3, 1)
+    branch = F.linear(F.gelu(F.linear(n, w1, b1)), w2, b2)
+    return (x if rs is None else x * rs) + (branch if ls is None else branch * ls)
+
+
+@pytest.mark.parametrize('layer_scale,res_scale,bias,chunk_bytes', [
+    (True, False, True, 2**24), (True, False, True, 3000), (False, True, False, 2**24),
+    (True, True, True, 3000), (False, False, True, 3000)])
+def test_fused_norm_mlp_residual_matches_the_plain_expression(layer_scale, res_scale, bias,
+                                                              chunk_bytes, monkeypatch):
+    if not fused_ops.mkldnn_linear_available():
+        pytest.skip('this torch build has no oneDNN linear')
+    monkeypatch.setattr(fused_ops.row_chunks, '__defaults__', (chunk_bytes, ))
+    torch.manual_seed(0)
+    c = 16
+    # Several row chunks at 3000 bytes (4C x 4 bytes = 256 bytes per row, 198 rows).
+    x = torch.randn(2, 9, 11, c) * 0.5 + 4.0
+    params = [torch.rand(c) + 0.5, torch.randn(c) if bias else None,
+              torch.randn(4 * c, c) * 0.3, torch.randn(4 * c) if bias else None,
+              torch.randn(c, 4 * c) * 0.3, torch.randn(c) if bias else None,
+              torch.rand(c) + 0.5 if layer_scale else None,
+              torch.rand(c) + 0.5 if res_scale else None]
+    inputs = [x] + params
+    leaves = [t.clone().requires_grad_() if t is not None else None for t in inputs]
+    out = fused_ops._NormMlpResidual.apply(*leaves, 1e-5)
+    ref_leaves = [t.double().requires_grad_() if t is not None else None for t in inputs]
+    ref = plain_norm_mlp_residual(*ref_leaves)
+    assert ((out.double() - ref).abs().max() / ref.abs().max()).item() < 1e-5
+    g = torch.randn_like(out)
+    out.backward(g)
+    ref.backward(g.double())
+    for got, want in zip(leaves, ref_leaves):
+        if got is None:
+            continue
+        err = (got.grad.double() - want.grad).abs().max() / want.grad.abs().max()
+        assert err.item() < 1e-5
+
+
+def test_fused_norm_mlp_residual_computes_only_the_gradients_asked_for():
+    if not fused_ops.mkldnn_linear_available():
+        pytest.skip('this torch build has no oneDNN linear')
+    c = 8
+    x = torch.randn(1, 4, 5, c, requires_grad=True)
+    w1, w2 = torch.randn(4 * c, c), torch.randn(c, 4 * c)
+    ls = torch.ones(c, requires_grad=True)
+    out = fused_ops._NormMlpResidual.apply(x, torch.ones(c), torch.zeros(c), w1, None, w2,
+                                           None, ls, None, 1e-5)
+    gx, gls = torch.autograd.grad(out.sum(), (x, ls))
+    assert gx.shape == x.shape and gls.shape == ls.shape
+
+
+def test_poolformer_training_takes_the_fused_paths_by_default(monkeypatch):
+    """The fast paths need no flag: a plain PoolFormer in train mode uses both."""
+    if not fused_ops.mkldnn_linear_available():
+        pytest.skip('this torch build has no oneDNN linear')
+    calls = []
+    for name in ('norm_mlp_residual', 'group_norm1_rstd'):
+        fn = getattr(fused_ops, name)
+        monkeypatch.setattr(fused_ops, name,
+                            lambda *a, _fn=fn, _name=name: calls.append(_name) or _fn(*a))
+    model = PoolFormer('s12').train()
+    outs = model(torch.randn(1, 3, 64, 64))
+    sum(o.sum() for o in outs).backward()
+    assert calls.count('norm_mlp_residual') == 12 and calls.count('group_norm1_rstd') == 12
+
+
+@pytest.mark.parametrize('rows,row_bytes,limit', [(32768, 1024, 2**22), (2048, 5120, 2**22),
+                                                  (7, 100, 250), (5, 10**9, 2**22),
+                                                  (1, 4, 2**22)])
+def test_row_chunks_cover_every_row_once_in_even_chunks_under_the_limit(rows, row_bytes,
+                                                                        limit):
+    chunks = fused_ops.row_chunks(rows, row_bytes, limit)
+    covered = [i for c in chunks for i in range(rows)[c]]
+    assert covered == list(range(rows))
+    sizes = [c.stop - c.start for c in chunks]
+    assert max(sizes) - min(sizes) <= 1
+    assert all(n == 1 or n * row_bytes <= limit for n in sizes)
