@@ -11,15 +11,15 @@ from .tool_helpers import run
 
 def test_benchmark_prints_every_mode_for_both_implementations():
     rc, log = run('tools/analysis/benchmark_backbone.py', '--archs', 's12', '--size', '64',
-                  '96', '--batch', '1', '--repeat', '1')
+                  '96', '--batch', '1', '--repeat', '1', '--channels-last-reference')
     assert rc == 0, log[-3000:]
     header = re.search(r'max rel\. error fp32 (\S+), bf16 cosine (\S+)', log)
     assert float(header.group(1)) < 1e-4 and float(header.group(2)) >= 0.999
-    rows = re.findall(r'^\| (fp32|bf16) (eval|train) \| (reference|mmpoolformer) \| '
-                      r'([\d.]+) \|', log, re.M)
+    impls = ('reference', 'reference, channels_last', 'mmpoolformer')
+    rows = re.findall(r'^\| (fp32|bf16) (eval|train) \| (reference|reference, channels_last|'
+                      r'mmpoolformer) \| ([\d.]+) \|', log, re.M)
     assert sorted((d, m, i) for d, m, i, _ in rows) == sorted(
-        (d, m, i) for d in ('fp32', 'bf16') for m in ('eval', 'train')
-        for i in ('reference', 'mmpoolformer'))
+        (d, m, i) for d in ('fp32', 'bf16') for m in ('eval', 'train') for i in impls)
     assert all(float(t) > 0 for *_, t in rows)
 
 

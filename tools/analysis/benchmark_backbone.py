@@ -1,15 +1,16 @@
 """Speed and memory of this package's PoolFormer against the plain official definition.
 
     python tools/analysis/benchmark_backbone.py [--archs s12 s24 ...] [--batch 2]
-        [--size 512 512] [--repeat 7] [--memory] [--detector]
+        [--size 512 512] [--repeat 7] [--channels-last-reference] [--memory] [--detector]
 
 Everything is measured side by side in one run, on the same weights and inputs:
 - the reference: ``mmpoolformer.testing.OfficialPoolFormer``, the official definition in
   plain NCHW PyTorch (nn.GroupNorm, nn.AvgPool2d, 1x1 convs), as the official/mmpretrain
   ports run it;
-- this package's ``PoolFormer`` with its defaults (what a config gets).
+- this package's ``PoolFormer`` with its defaults (what a config gets);
+- with ``--channels-last-reference``, also the reference on channels_last tensors.
 For fp32 and bf16 autocast, eval (no grad) and train (forward + backward): median seconds
-(the two implementations alternate, step by step), images/s, achieved GFLOP/s (conv +
+(the implementations alternate, step by step), images/s, achieved GFLOP/s (conv +
 matmul FLOPs of the model, counted by torch's FlopCounterMode; a train step counts 3x the
 forward) as a share of this machine's measured matmul peak (the faster of MKL's and
 oneDNN's GEMM on 2048 x 2048 operands), and the speed-up. ``--memory`` adds peak training
@@ -19,6 +20,7 @@ Benchmarks are not tests: the test suite checks that the fast paths give the ref
 numbers.
 """
 import argparse
+import copy
 import os
 import os.path as osp
 import statistics
@@ -110,14 +112,23 @@ def bench_arch(arch, args, peaks):
           f'{err:.1e}, bf16 cosine {cos:.5f}')
     print('| mode | impl | s/step | img/s | GFLOP/s | % of matmul peak | speed-up |')
     print('|---|---|---|---|---|---|---|')
+    ref_cl = x_cl = None
+    if args.channels_last_reference:
+        # The same reference code on channels_last tensors: what a user can get from the
+        # official definition without this package.
+        ref_cl = copy.deepcopy(ref).to(memory_format=torch.channels_last)
+        x_cl = x.contiguous(memory_format=torch.channels_last)
     fp32_ref_eval = None
     for dtype in ('fp32', 'bf16'):
         for train in (False, True):
             mode = f'{dtype} {"train" if train else "eval"}'
             step_flops = flops * (3 if train else 1)
-            times = timeit({name: step_fn(model, x, train, dtype == 'bf16')
-                            for name, model in (('reference', ref), ('mmpoolformer', ours))},
-                           args.repeat)
+            candidates = {'reference': step_fn(ref, x, train, dtype == 'bf16')}
+            if ref_cl is not None:
+                candidates['reference, channels_last'] = step_fn(ref_cl, x_cl, train,
+                                                                 dtype == 'bf16')
+            candidates['mmpoolformer'] = step_fn(ours, x, train, dtype == 'bf16')
+            times = timeit(candidates, args.repeat)
             if mode == 'fp32 eval':
                 fp32_ref_eval = times['reference']
             for name, t in times.items():
@@ -229,6 +240,8 @@ def main():
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--size', type=int, nargs=2, default=[512, 512])
     parser.add_argument('--repeat', type=int, default=7)
+    parser.add_argument('--channels-last-reference', action='store_true',
+                        help='also time the reference on channels_last tensors')
     parser.add_argument('--memory', action='store_true')
     parser.add_argument('--detector', action='store_true')
     args = parser.parse_args()
