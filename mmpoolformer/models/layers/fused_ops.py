@@ -164,21 +164,30 @@ def fast_linear(x: torch.Tensor, layer: torch.nn.Linear) -> torch.Tensor:
     return out.view(*x.shape[:-1], out.shape[-1])
 
 
-# The channel MLP runs over row chunks whose hidden (rows x 4C) tensors hold at most this
-# many bytes. Two effects, measured on the 2-core CPU at S12 stage-1 sizes (K = 64):
+# The channel MLP runs over row chunks when its hidden (rows x 4C) tensor would hold more
+# than MLP_CHUNK_ABOVE bytes, in chunks of at most MLP_CHUNK_BYTES. Two effects, measured on
+# the 2-core CPU at S12 stage-1 sizes (K = 64):
 # - glibc's malloc serves blocks above its mmap threshold (adaptive, at most 32 MiB) with
 #   fresh mmap()ed pages, so such a tensor page-faults on first touch, in every step; the
 #   MLP's hidden tensors are the only activations that large (S12, batch 2, 512x512:
 #   32768 x 256 fp32 = 32 MiB), four per block in training. Chunks stay in the reused heap.
 # - a chunk's hidden tensor stays in cache between the GEMM that writes it and the next op:
 #   oneDNN's fc1 runs at 73 GFLOP/s on all 32768 rows, 183 on 16384 and 208 on 4096.
-# Whole steps: 4 MiB was fastest of 1-64 MiB for S12 and S36, eval and train (~7% over
-# unchunked). The GEMMs are the same, on fewer rows at a time.
+# Whole steps: 4 MiB chunks were the fastest of 1-64 MiB for S12 and S36, eval and train
+# (~7% over unchunked). Smaller tensors (the later stages, K >= 320, where the GEMMs are
+# compute-bound) gain nothing from chunks and lose a little to the extra, smaller GEMMs
+# (S36/M48: 1-3%), so they run whole.
 MLP_CHUNK_BYTES = 4 * 2**20
+MLP_CHUNK_ABOVE = 16 * 2**20
 
 
 def row_chunks(rows: int, row_bytes: int, limit: int = MLP_CHUNK_BYTES) -> list:
-    """Even row slices covering ``range(rows)``, at most ``limit`` bytes each (>= 1 row)."""
+    """Even row slices covering ``range(rows)``, at most ``limit`` bytes each (>= 1 row).
+
+    One slice when all rows hold at most ``MLP_CHUNK_ABOVE`` bytes.
+    """
+    if rows * row_bytes <= MLP_CHUNK_ABOVE:
+        return [slice(0, rows)]
     most = max(1, limit // max(1, row_bytes))  # rows that fit under the limit
     chunks = max(1, -(-rows // most))
     bounds = [rows * i // chunks for i in range(chunks + 1)]

@@ -102,6 +102,7 @@ def test_fused_norm_mlp_residual_matches_the_plain_expression(layer_scale, res_s
     if not fused_ops.mkldnn_linear_available():
         pytest.skip('this torch build has no oneDNN linear')
     monkeypatch.setattr(fused_ops.row_chunks, '__defaults__', (chunk_bytes, ))
+    monkeypatch.setattr(fused_ops, 'MLP_CHUNK_ABOVE', 0)  # chunk tensors of any size
     torch.manual_seed(0)
     c = 16
     # Several row chunks at 3000 bytes (4C x 4 bytes = 256 bytes per row, 198 rows).
@@ -159,7 +160,8 @@ def test_poolformer_training_takes_the_fused_paths_by_default(monkeypatch):
                                                   (7, 100, 250), (5, 10**9, 2**22),
                                                   (1, 4, 2**22)])
 def test_row_chunks_cover_every_row_once_in_even_chunks_under_the_limit(rows, row_bytes,
-                                                                        limit):
+                                                                        limit, monkeypatch):
+    monkeypatch.setattr(fused_ops, 'MLP_CHUNK_ABOVE', 0)
     chunks = fused_ops.row_chunks(rows, row_bytes, limit)
     covered = [i for c in chunks for i in range(rows)[c]]
     assert covered == list(range(rows))
@@ -182,3 +184,10 @@ def test_low_precision_pool_backward_is_the_adjoint_of_the_pool(kernel_size, h, 
                                              [kernel_size] * 2, [1, 1], [kernel_size // 2] * 2,
                                              False, False, None)
     assert ((xb.grad.double() - ref).abs().max() / ref.abs().max()).item() < 1e-2
+
+
+def test_row_chunks_split_only_large_tensors():
+    # S12 stage 1 at batch 2, 512x512 (32 MiB hidden) is split into 4 MiB chunks; stage 3
+    # (10 MiB) runs whole.
+    assert len(fused_ops.row_chunks(32768, 256 * 4)) == 8
+    assert fused_ops.row_chunks(2048, 1280 * 4) == [slice(0, 2048)]
