@@ -15,7 +15,6 @@ stage-0 sizes (32768 x 64 tokens):
 import functools
 
 import torch
-import torch.nn.functional as F
 
 
 @functools.lru_cache(None)
@@ -286,35 +285,3 @@ def norm_mlp_residual(x, norm, mlp, layer_scale, res_scale):
                                   mlp.fc2.weight, mlp.fc2.bias, layer_scale, res_scale,
                                   norm.eps)
 
-
-class _LowPrecisionAvgPool(torch.autograd.Function):
-    """Stride-1 'same' average pool without padding in the counts, for bf16/fp16 on CPU.
-
-    The forward is ``F.avg_pool2d``. Its native backward kernel is ~4x slower than the
-    forward in bf16 on channels-last memory (measured: 4.2 vs 1.1 ms at (2, 64, 128, 128)),
-    so the backward is written as a forward pool: the window is symmetric, so the adjoint
-    of "average over the window" is "sum over the window of grad / count", with count the
-    number of in-bounds positions of each window.
-    """
-
-    @staticmethod
-    def forward(ctx, x, kernel_size):
-        ctx.kernel_size = kernel_size
-        return F.avg_pool2d(x, kernel_size, 1, kernel_size // 2, count_include_pad=False)
-
-    @staticmethod
-    def backward(ctx, grad):
-        k = ctx.kernel_size
-        ones = grad.new_ones((1, 1) + tuple(grad.shape[-2:]), dtype=torch.float32)
-        count = F.avg_pool2d(ones, k, 1, k // 2, count_include_pad=True, divisor_override=1)
-        scaled = grad * count.reciprocal().to(grad.dtype)
-        return F.avg_pool2d(scaled, k, 1, k // 2, count_include_pad=True,
-                            divisor_override=1), None
-
-
-def avg_pool_same(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """``avg_pool2d(x, k, stride=1, padding=k // 2, count_include_pad=False)``, (B, C, H, W)."""
-    if (x.device.type == 'cpu' and x.dtype in (torch.bfloat16, torch.float16)
-            and torch.is_grad_enabled() and x.requires_grad):
-        return _LowPrecisionAvgPool.apply(x, kernel_size)
-    return F.avg_pool2d(x, kernel_size, 1, kernel_size // 2, count_include_pad=False)

@@ -36,7 +36,9 @@ class Pooling(nn.Module):
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """The average pool alone, (B, H, W, C) -> (B, H, W, C)."""
-        return fused_ops.avg_pool_same(x.permute(0, 3, 1, 2), self.pool_size).permute(0, 2, 3, 1)
+        pooled = F.avg_pool2d(x.permute(0, 3, 1, 2), self.pool_size, stride=1,
+                              padding=self.pool_size // 2, count_include_pad=False)
+        return pooled.permute(0, 2, 3, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(x) - x

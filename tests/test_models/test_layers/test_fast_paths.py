@@ -170,22 +170,6 @@ def test_row_chunks_cover_every_row_once_in_even_chunks_under_the_limit(rows, ro
     assert all(n == 1 or n * row_bytes <= limit for n in sizes)
 
 
-@pytest.mark.parametrize('kernel_size,h,w', [(3, 5, 7), (5, 4, 9), (3, 1, 1), (7, 3, 3)])
-def test_low_precision_pool_backward_is_the_adjoint_of_the_pool(kernel_size, h, w):
-    """Exact in float64 (gradcheck); in bf16 within bf16 rounding of the native backward."""
-    x = torch.randn(2, 3, h, w, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(
-        lambda t: fused_ops._LowPrecisionAvgPool.apply(t, kernel_size), (x, ))
-    xb = torch.randn(2, 16, 33, 47).to(torch.bfloat16).contiguous(
-        memory_format=torch.channels_last).requires_grad_()
-    g = torch.randn(2, 16, 33, 47).to(torch.bfloat16)
-    fused_ops.avg_pool_same(xb, kernel_size).backward(g)
-    ref = torch.ops.aten.avg_pool2d_backward(g.double(), xb.detach().double(),
-                                             [kernel_size] * 2, [1, 1], [kernel_size // 2] * 2,
-                                             False, False, None)
-    assert ((xb.grad.double() - ref).abs().max() / ref.abs().max()).item() < 1e-2
-
-
 def test_row_chunks_split_only_large_tensors():
     # S12 stage 1 at batch 2, 512x512 (32 MiB hidden) is split into 4 MiB chunks; stage 3
     # (10 MiB) runs whole.
