@@ -95,8 +95,8 @@ class MetaFormerBlock(nn.Module):
         self.fused_pool = isinstance(token_mixer, Pooling) and is_group_norm1(self.norm1)
         # PoolFormer's channel MLP (one-group GN, exact GELU, no dropout) has a fused
         # training path too (``fused_ops.norm_mlp_residual``).
-        self.fused_mlp = (is_group_norm1(self.norm2) and isinstance(self.mlp.act, nn.GELU)
-                          and self.mlp.act.approximate == 'none' and drop == 0)
+        self.exact_gelu = isinstance(self.mlp.act, nn.GELU) and self.mlp.act.approximate == 'none'
+        self.fused_mlp = is_group_norm1(self.norm2) and self.exact_gelu and drop == 0
 
     def _branch_scale(self, layer_scale: nn.Module, x: torch.Tensor):
         """Layer scale times the stochastic-depth keep mask: (C,), (B, 1, 1, C) or None."""
@@ -157,22 +157,18 @@ class MetaFormerBlock(nn.Module):
         tokens = self.norm2(x).reshape(-1, c)
         w1 = mlp.fc1.weight.to(x.dtype)
         b1 = None if mlp.fc1.bias is None else mlp.fc1.bias.to(x.dtype)
-        w2, b2 = mlp.fc2.weight, mlp.fc2.bias
-        if isinstance(self.layer_scale2, Scale):
-            scale = self.layer_scale2.scale
-            w2 = w2 * scale[:, None]
-            b2 = None if b2 is None else b2 * scale
+        w2, b2 = fused_ops.fold_layer_scale(mlp.fc2.weight, mlp.fc2.bias,
+                                            _scale_or_none(self.layer_scale2))
         w2, b2 = w2.to(x.dtype), None if b2 is None else b2.to(x.dtype)
         residual = self.res_scale2(x).reshape(-1, c)
-        exact_gelu = isinstance(mlp.act, nn.GELU) and mlp.act.approximate == 'none'
         out = []
         for rows in fused_ops.row_chunks(tokens.shape[0], w1.shape[0] * x.element_size()):
-            if exact_gelu:
+            if self.exact_gelu:
                 hidden = fused_ops.linear_gelu(tokens[rows], w1, b1)
             else:
                 hidden = mlp.act(fused_ops.linear(tokens[rows], w1, b1))
             out.append(fused_ops.linear_add(hidden, residual[rows], w2, b2))
-        return (out[0] if len(out) == 1 else torch.cat(out)).view(x.shape)
+        return fused_ops.cat_rows(out).view(x.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._channel_mlp(self._token_mixing(x))

@@ -193,6 +193,18 @@ def row_chunks(rows: int, row_bytes: int, limit: int = MLP_CHUNK_BYTES) -> list:
     return [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
 
 
+def cat_rows(parts: list) -> torch.Tensor:
+    """The row chunks' results as one tensor (no copy for a single chunk)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def fold_layer_scale(w2, b2, layer_scale):
+    """fc2's weight and bias with a per-output-channel layer scale folded in (None: as is)."""
+    if layer_scale is None:
+        return w2, b2
+    return w2 * layer_scale[:, None], None if b2 is None else b2 * layer_scale
+
+
 class _NormMlpResidual(torch.autograd.Function):
     """``res_scale * x + layer_scale * fc2(gelu(fc1(gn(x))))``, fp32 (B, H, W, C) x, by hand.
 
@@ -208,10 +220,7 @@ class _NormMlpResidual(torch.autograd.Function):
         shape, c = x.shape, x.shape[-1]
         normed, mean, rstd = _group_norm1_forward(x, gn_weight, gn_bias, eps)
         normed = normed.view(-1, c)
-        w2s, b2s = w2, b2
-        if layer_scale is not None:
-            w2s = w2 * layer_scale[:, None]
-            b2s = None if b2 is None else b2 * layer_scale
+        w2s, b2s = fold_layer_scale(w2, b2, layer_scale)
         residual = (x if res_scale is None else x * res_scale).view(-1, c)
         chunks = row_chunks(normed.shape[0], w1.shape[0] * x.element_size())
         hidden, act, out = [], [], []
@@ -223,7 +232,7 @@ class _NormMlpResidual(torch.autograd.Function):
         ctx.flags = (gn_bias is not None, b1 is not None, b2 is not None)
         ctx.save_for_backward(x, normed, mean, rstd, gn_weight, w1, w2, b2, w2s, layer_scale,
                               res_scale, *hidden, *act)
-        return (out[0] if len(out) == 1 else torch.cat(out)).view(shape)
+        return cat_rows(out).view(shape)
 
     @staticmethod
     def backward(ctx, grad):
@@ -257,7 +266,7 @@ class _NormMlpResidual(torch.autograd.Function):
         db2s = g.sum(0) if has_b2 and (need_b2 or need_ls) else None
         dx = dgw = dgb = None
         if need_normed:
-            dn = (dnormed[0] if len(dnormed) == 1 else torch.cat(dnormed)).view(x.shape)
+            dn = cat_rows(dnormed).view(x.shape)
             dx, dgw, dgb = _group_norm1_backward(dn, x, gn_weight, mean, rstd, need_x, need_gw,
                                                  has_gb and need_gb)
         if need_x:
