@@ -2,6 +2,12 @@ import pytest
 import torch
 
 
+def pytest_addoption(parser):
+    parser.addoption('--device', default='all', choices=('all', 'cpu', 'cuda'),
+                     help='devices for the device-parametrized tests (parity suite): all '
+                          '(default: the CPU, and CUDA when torch sees a GPU), cpu or cuda')
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
@@ -9,3 +15,16 @@ def _seed():
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: end-to-end runs (minutes); CI runs them too')
+
+
+@pytest.fixture
+def device(request):
+    """The device of a device-parametrized test; a CUDA case without CUDA is skipped."""
+    name = request.param
+    chosen = request.config.getoption('--device')
+    if chosen not in ('all', name):
+        pytest.skip(f'{name} case not selected (--device {chosen})')
+    if name == 'cuda' and not torch.cuda.is_available():
+        pytest.skip('CUDA case: no CUDA device here (this is not a pass; run '
+                    'tools/device_check.sh on a CUDA machine)')
+    return torch.device(name)

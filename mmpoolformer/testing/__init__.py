@@ -7,8 +7,18 @@ from .official_poolformer import (
                                   randomize_,
                                   to_mmpretrain_layout,
 )
+from .parity import (
+                                  FAMILIES,
+                                  INPUT_SIZES,
+                                  build_official,
+                                  build_ours,
+                                  gradients,
+                                  paired,
+                                  relative_errors,
+)
 
 __all__ = [
     'OfficialMetaFormer', 'OfficialPoolFormer', 'official_from_arch',
-    'official_imagenet_checkpoint', 'randomize_', 'to_mmpretrain_layout'
+    'official_imagenet_checkpoint', 'randomize_', 'to_mmpretrain_layout', 'FAMILIES',
+    'INPUT_SIZES', 'build_official', 'build_ours', 'gradients', 'paired', 'relative_errors'
 ]

@@ -2,6 +2,7 @@
 
     python tools/analysis/benchmark_backbone.py [--archs s12 s24 ...] [--batch 2]
         [--size 512 512] [--repeat 7] [--channels-last-reference] [--memory] [--detector]
+        [--device cpu|cuda]
 
 Everything is measured side by side in one run, on the same weights and inputs:
 - the reference: ``mmpoolformer.testing.OfficialPoolFormer``, the official definition in
@@ -32,43 +33,53 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmpoolformer.checkpoint import convert_state_dict  # noqa: E402
+from mmpoolformer import testing  # noqa: E402
 from mmpoolformer.models import PoolFormer  # noqa: E402
-from mmpoolformer.models.layers import fused_ops  # noqa: E402
-from mmpoolformer.testing import official_from_arch, randomize_  # noqa: E402
+from mmpoolformer.models.kernels import cpu as cpu_kernels  # noqa: E402
 
 
-def timeit(fns, repeat):
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def timeit(fns, repeat, device=torch.device('cpu')):
     """Median seconds of each function, run in alternation so that both see the same load.
 
     On a shared machine the speed drifts over seconds; interleaving the candidates makes
     that drift hit each of them alike instead of whichever ran during a slow spell.
     """
     for fn in fns.values():
-        fn()  # warm-up (oneDNN primitive creation, allocator)
+        fn()  # warm-up (oneDNN primitive creation, cuDNN autotuning, allocator)
     times = {name: [] for name in fns}
     for _ in range(repeat):
         for name, fn in fns.items():
+            sync(device)
             t = time.perf_counter()
             fn()
+            sync(device)
             times[name].append(time.perf_counter() - t)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def matmul_peak(dtype, n=2048, repeat=5):
-    """The best of MKL's ``mm`` and oneDNN's linear on (n x n) operands, in GFLOP/s."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def matmul_peak(dtype, device, n=2048, repeat=5):
+    """GFLOP/s of an (n x n) GEMM: on the CPU the best of MKL's ``mm`` and oneDNN's linear."""
+    if device.type == 'cuda':
+        n = 8192
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
     fns = {'mm': lambda: a @ b}
-    if fused_ops.mkldnn_linear_available():
-        fns['onednn'] = lambda: fused_ops.linear(a, b, None)
-    return max(2 * n**3 / t / 1e9 for t in timeit(fns, repeat).values())
+    if device.type == 'cpu' and cpu_kernels.mkldnn_linear_available():
+        fns['onednn'] = lambda: cpu_kernels.linear(a, b, None)
+    return max(2 * n**3 / t / 1e9 for t in timeit(fns, repeat, device).values())
+
+
+LOW_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 def paired(arch, out_indices=(0, 1, 2, 3)):
-    ref = randomize_(official_from_arch(PoolFormer.arch_settings[arch],
-                                        out_indices=out_indices))
-    ours = PoolFormer(arch, out_indices=out_indices)
-    ours.load_state_dict(convert_state_dict(ref.state_dict(), with_out_norms=True)[0])
+    """(reference, ours) holding the same random weights."""
+    ours, ref = testing.paired('PoolFormer', arch=arch, out_indices=out_indices)
     return ref, ours
 
 
@@ -79,9 +90,10 @@ def forward_flops(model, x):
     return counter.get_total_flops()
 
 
-def step_fn(model, x, train, bf16):
+def step_fn(model, x, train, dtype):
     def run():
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(x.device.type, dtype=LOW_DTYPES.get(dtype),
+                            enabled=dtype in LOW_DTYPES):
             if train:
                 outs = model(x)
                 sum(o.float().mean() for o in outs).backward()
@@ -95,13 +107,15 @@ def step_fn(model, x, train, bf16):
 
 
 def bench_arch(arch, args, peaks):
+    device = args.device
     ref, ours = paired(arch)
-    x = torch.randn(args.batch, 3, *args.size)
+    ref, ours = ref.to(device), ours.to(device)
+    x = torch.randn(args.batch, 3, *args.size, device=device)
     flops = forward_flops(ref, x)
     with torch.no_grad():
         expected = ref.eval()(x)
         got = ours.eval()(x)
-        with torch.autocast('cpu', dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             got_bf16 = ours(x)
     err = max(((e - g).abs().max() / e.abs().max()).item() for e, g in zip(expected, got))
     cos = min(torch.nn.functional.cosine_similarity(e.flatten().double(),
@@ -119,26 +133,26 @@ def bench_arch(arch, args, peaks):
         ref_cl = copy.deepcopy(ref).to(memory_format=torch.channels_last)
         x_cl = x.contiguous(memory_format=torch.channels_last)
     fp32_ref_eval = None
-    for dtype in ('fp32', 'bf16'):
+    for dtype in ('fp32', 'bf16') + (('fp16', ) if device.type == 'cuda' else ()):
         for train in (False, True):
             mode = f'{dtype} {"train" if train else "eval"}'
             step_flops = flops * (3 if train else 1)
-            candidates = {'reference': step_fn(ref, x, train, dtype == 'bf16')}
+            candidates = {'reference': step_fn(ref, x, train, dtype)}
             if ref_cl is not None:
-                candidates['reference, channels_last'] = step_fn(ref_cl, x_cl, train,
-                                                                 dtype == 'bf16')
-            candidates['mmpoolformer'] = step_fn(ours, x, train, dtype == 'bf16')
-            times = timeit(candidates, args.repeat)
+                candidates['reference, channels_last'] = step_fn(ref_cl, x_cl, train, dtype)
+            candidates['mmpoolformer'] = step_fn(ours, x, train, dtype)
+            times = timeit(candidates, args.repeat, device)
             if mode == 'fp32 eval':
                 fp32_ref_eval = times['reference']
             for name, t in times.items():
                 gflops = step_flops / t / 1e9
                 speedup = times['reference'] / t
                 extra = ''
-                if dtype == 'bf16' and not train:
+                if dtype in LOW_DTYPES and not train:
                     extra = f' ({fp32_ref_eval / t:.2f}x vs fp32 reference)'
                 print(f'| {mode} | {name} | {t:.3f} | {args.batch / t:.2f} | {gflops:.0f} | '
-                      f'{100 * gflops / peaks[dtype]:.0f}% | {speedup:.2f}x{extra} |')
+                      f'{100 * gflops / peaks[dtype if dtype == "fp32" else "bf16"]:.0f}% | '
+                      f'{speedup:.2f}x{extra} |')
 
 
 def _status_kib(field):
@@ -163,24 +177,48 @@ def memory_child(impl, with_cp, batch, h, w):
     print((_status_kib('VmHWM') - before) / 1024)
 
 
+def _cuda_peak_mib(impl, with_cp, batch, h, w, device):
+    """Peak CUDA memory of one training step minus the memory allocated before it (MiB)."""
+    ref, ours = paired('s12')
+    model = (ref if impl == 'reference' else ours).to(device).train()
+    if impl != 'reference':
+        for stage in model.stages:
+            stage.with_cp = with_cp
+    x = torch.randn(batch, 3, h, w, device=device)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    sum(o.mean() for o in model(x)).backward()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
+
+
+def _rss_peak_mib(impl, with_cp, batch, h, w):
+    """Peak RSS of one training step in a fresh process minus RSS before it (MiB)."""
+    # With glibc's dynamic mmap threshold, freed activation buffers stay in the heap
+    # and inflate the high-water mark unpredictably; a fixed threshold maps every large
+    # tensor and returns it on free, so peak RSS follows the live tensors.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
+    out = subprocess.run([sys.executable, __file__, '--memory-child', impl,
+                          str(int(with_cp)), str(batch), str(h), str(w)],
+                         capture_output=True, text=True, env=env)
+    if out.returncode:
+        sys.exit(out.stderr)
+    return float(out.stdout.split()[-1])
+
+
 def bench_memory(args):
     h, w, batch = 800, 1216, 2
-    print(f'\n## Peak training memory, S12, batch {batch}, {h}x{w} (peak RSS during one '
-          f'step minus RSS before it)')
+    cuda = args.device.type == 'cuda'
+    how = ('torch.cuda.max_memory_allocated during one step minus before' if cuda else
+           'peak RSS during one step minus RSS before it')
+    print(f'\n## Peak training memory, S12, batch {batch}, {h}x{w}, fp32 ({how})')
     print('| impl | MiB | reference / this |')
     print('|---|---|---|')
     results = {}
     for impl, cp in (('reference', False), ('mmpoolformer', False), ('mmpoolformer', True)):
-        # With glibc's dynamic mmap threshold, freed activation buffers stay in the heap
-        # and inflate the high-water mark unpredictably; a fixed threshold maps every large
-        # tensor and returns it on free, so peak RSS follows the live tensors.
-        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
-        out = subprocess.run([sys.executable, __file__, '--memory-child', impl, str(int(cp)),
-                              str(batch), str(h), str(w)], capture_output=True, text=True,
-                             env=env)
-        if out.returncode:
-            sys.exit(out.stderr)
-        mib = float(out.stdout.split()[-1])
+        mib = (_cuda_peak_mib(impl, cp, batch, h, w, args.device) if cuda
+               else _rss_peak_mib(impl, cp, batch, h, w))
         label = impl + (' with_cp' if cp else '')
         results[label] = mib
         ratio = results['reference'] / mib if mib > 0 else float('nan')
@@ -244,11 +282,21 @@ def main():
                         help='also time the reference on channels_last tensors')
     parser.add_argument('--memory', action='store_true')
     parser.add_argument('--detector', action='store_true')
+    parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'),
+                        help='cpu (default) or cuda')
     args = parser.parse_args()
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        sys.exit('--device cuda: torch sees no CUDA device here')
+    if args.device == 'cuda' and args.detector:
+        sys.exit('--detector runs on the CPU only (mmdet needs mmcv ops built for CUDA)')
+    args.device = torch.device(args.device)
     torch.manual_seed(0)
-    peaks = {'fp32': matmul_peak(torch.float32), 'bf16': matmul_peak(torch.bfloat16)}
-    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads; measured matmul '
-          f'peak: fp32 {peaks["fp32"]:.0f} GFLOP/s, bf16 {peaks["bf16"]:.0f} GFLOP/s')
+    peaks = {'fp32': matmul_peak(torch.float32, args.device),
+             'bf16': matmul_peak(torch.bfloat16, args.device)}
+    where = (torch.cuda.get_device_name() if args.device.type == 'cuda'
+             else f'{torch.get_num_threads()} CPU threads')
+    print(f'torch {torch.__version__}, {where}; measured matmul peak: fp32 '
+          f'{peaks["fp32"]:.0f} GFLOP/s, bf16 {peaks["bf16"]:.0f} GFLOP/s')
     for arch in args.archs:
         bench_arch(arch, args, peaks)
     if args.memory:

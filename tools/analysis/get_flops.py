@@ -8,8 +8,9 @@ count is the same for 800 x 1280) and 512 x 512 for segmentation (the training c
 One multiply-add counts as one FLOP, as in fvcore and the MACs of the PoolFormer paper.
 
 What is counted is mmengine's default (convolutions, linear layers, matmuls, norms,
-upsampling) plus this package's fused kernels as the layers they replace, so the backbone
-gets the same count as the plain official definition (checked in the tests). Element-wise
+upsampling) plus attention's fused kernel; traced, the backbone runs the kernels layer's
+plain reference ops, so it gets the same count as the official definition (checked in the
+tests). Element-wise
 ops, pooling and NMS count nothing, as in mmengine. The model runs in ``mode='tensor'``
 (mmdet's and mmseg's own ``get_flops`` do the same): detectors up to their heads' raw
 outputs; Mask R-CNN's RoI-head count depends on how many proposals survive NMS (up to
@@ -22,8 +23,6 @@ import importlib
 import os.path as osp
 import sys
 import warnings
-from contextlib import contextmanager
-from unittest import mock
 
 import torch
 
@@ -41,18 +40,6 @@ def _numel(value) -> int:
     return n
 
 
-def _group_norm_nhwc(inputs, outputs):
-    # (x, weight, bias, eps): mmengine's count for aten::group_norm.
-    from mmengine.analysis.jit_handles import get_shape
-    return _numel(inputs[0]) * (5 if get_shape(inputs[1]) is not None else 4)
-
-
-def _group_norm_rstd(inputs, outputs):
-    # PoolFormer's fused token mixer never materialises norm1(x); count the affine
-    # GroupNorm it stands for, as the official definition computes it.
-    return _numel(inputs[0]) * 5
-
-
 def _sdpa(inputs, outputs):
     # q @ k^T and attn @ v: (B, heads, N, d) x (B, heads, M, d) -> (B, heads, N, dv).
     from mmengine.analysis.jit_handles import get_shape
@@ -63,21 +50,8 @@ def _sdpa(inputs, outputs):
 
 # Ops that mmengine's analyzer does not know, counted as the layers they implement.
 EXTRA_HANDLES = {
-    'prim::PythonOp._GroupNorm1NHWC': _group_norm_nhwc,
-    'prim::PythonOp._GroupNorm1Rstd': _group_norm_rstd,
     'aten::scaled_dot_product_attention': _sdpa,
 }
-
-
-@contextmanager
-def traceable():
-    """Run the model without oneDNN-fused GEMMs, which torch.jit cannot trace.
-
-    They compute the same products as ``nn.Linear`` (which is then counted as such).
-    """
-    from mmpoolformer.models.layers import fused_ops
-    with mock.patch.object(fused_ops, 'mkldnn_linear_available', lambda: False):
-        yield
 
 
 def count_flops(model: torch.nn.Module, inputs: tuple):
@@ -89,7 +63,9 @@ def count_flops(model: torch.nn.Module, inputs: tuple):
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     analyzer.tracer_warnings('none')
-    with traceable(), warnings.catch_warnings():
+    # Under torch.jit tracing the kernels layer takes its plain reference ops, which the
+    # analyzer counts as the official definition's layers.
+    with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         analyzer.total()  # runs the trace once; later queries reuse it
     return analyzer

@@ -1,20 +1,20 @@
 """The MetaFormer backbone: stem, stages of MetaFormer blocks, per-output norms.
 
 Inside the stages features are (B, H, W, C) contiguous tensors, the layout of the official
-MetaFormer code: the channel MLP and LayerNorm act on the last axis, and the convolutions and
-pooling run on channels-last views of the same memory (no copies). Outputs are returned as
-(B, C, H, W) tensors, as every mmdet/mmseg neck expects.
+MetaFormer code: the channel MLP and LayerNorm act on the last axis; the kernels layer runs
+convolutions and pooling on that memory in the layout each device is proved right on.
+Outputs are returned as (B, C, H, W) tensors, as every mmdet/mmseg neck expects.
 """
 from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..layers import Mlp, Pooling, Scale, build_norm, build_token_mixer, fused_ops, is_group_norm1
+from .. import kernels
+from ..layers import DropPath, Mlp, Pooling, Scale, build_norm, build_token_mixer, is_group_norm1
 
 GiB = 1024 ** 3
 
@@ -38,14 +38,7 @@ class Downsampling(nn.Module):
         self.post_norm = post_norm or nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pre_norm(x)
-        # (B, H, W, C) -> channels-last (B, C, H, W) view -> conv -> back, without copies.
-        x = self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).contiguous()
-        return self.post_norm(x)
-
-
-def _scale_or_none(layer: nn.Module) -> Optional[torch.Tensor]:
-    return layer.scale if isinstance(layer, Scale) else None
+        return self.post_norm(kernels.conv2d(self.pre_norm(x), self.conv))
 
 
 class MetaFormerBlock(nn.Module):
@@ -54,12 +47,9 @@ class MetaFormerBlock(nn.Module):
         x = res_scale1(x) + drop_path(layer_scale1(token_mixer(norm1(x))))
         x = res_scale2(x) + drop_path(layer_scale2(mlp(norm2(x))))
 
-    Scales that are not used are ``nn.Identity``. When the token mixer is pooling and norm1
-    a one-group GroupNorm (PoolFormer), the first line is computed in an exactly equivalent
-    cheaper form: the norm's mean cancels in ``pool(n) - n`` and its per-channel affine
-    commutes with the average, so ``pool(norm1(x)) - norm1(x) = gamma * rstd *
-    (pool(x) - x)``, with rstd the per-sample 1/std of x. The branch then becomes a single
-    ``lerp`` and the normalised tensor is never materialised.
+    Scales that are not used are ``nn.Identity``. ``token_mixing`` and ``channel_mlp``
+    compute the two lines as written; the forward hands them to the kernels layer, which
+    computes the same lines by a fused path where one applies (``models/kernels``).
 
     Args:
         dim (int): Channels C.
@@ -91,87 +81,23 @@ class MetaFormerBlock(nn.Module):
         self.mlp = Mlp(dim, int(mlp_ratio * dim), act_cfg, drop, bias=mlp_bias)
         self.layer_scale2 = scale(layer_scale_init_value)
         self.res_scale2 = scale(res_scale_init_value)
-        self.drop_path = drop_path
-        self.fused_pool = isinstance(token_mixer, Pooling) and is_group_norm1(self.norm1)
-        # PoolFormer's channel MLP (one-group GN, exact GELU, no dropout) has a fused
-        # training path too (``fused_ops.norm_mlp_residual``).
+        self.drop_path = DropPath(drop_path)
+        # What the kernels layer may fuse: pooling after a one-group GroupNorm
+        # (PoolFormer's token mixing); a one-group GroupNorm, exact-GELU MLP without
+        # dropout (PoolFormer's channel MLP).
+        self.pool_mixing = isinstance(token_mixer, Pooling) and is_group_norm1(self.norm1)
         self.exact_gelu = isinstance(self.mlp.act, nn.GELU) and self.mlp.act.approximate == 'none'
-        self.fused_mlp = is_group_norm1(self.norm2) and self.exact_gelu and drop == 0
+        self.gn1_gelu_mlp = is_group_norm1(self.norm2) and self.exact_gelu and drop == 0
 
-    def _branch_scale(self, layer_scale: nn.Module, x: torch.Tensor):
-        """Layer scale times the stochastic-depth keep mask: (C,), (B, 1, 1, C) or None."""
-        scale = _scale_or_none(layer_scale)
-        if self.training and self.drop_path > 0:
-            keep = 1.0 - self.drop_path
-            mask = x.new_empty(x.shape[0], 1, 1, 1).bernoulli_(keep).div_(keep)
-            scale = mask if scale is None else mask * scale
-        return scale
+    def token_mixing(self, x: torch.Tensor) -> torch.Tensor:
+        mixed = self.layer_scale1(self.token_mixer(self.norm1(x)))
+        return self.res_scale1(x) + self.drop_path(mixed)
 
-    @staticmethod
-    def _add_branch(x, branch, res_scale: nn.Module, scale):
-        """res_scale(x) + scale * branch, in one fused op where possible."""
-        x = res_scale(x)
-        if scale is None:
-            return x + branch
-        return torch.addcmul(x, branch, scale.to(branch.dtype))
-
-    def _token_mixing(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self._branch_scale(self.layer_scale1, x)
-        if not self.fused_pool:
-            branch = self.token_mixer(self.norm1(x))
-            return self._add_branch(x, branch, self.res_scale1, scale)
-        rstd = fused_ops.group_norm1_rstd(x, self.norm1.eps)
-        weight = rstd if self.norm1.weight is None else rstd * self.norm1.weight
-        if self.norm1.bias is not None:
-            # norm1's bias cancels exactly in pool(n) - n. Keep it in the graph with its
-            # exact zero gradient, so that DDP sees every parameter used.
-            weight = weight + 0 * self.norm1.bias
-        if scale is not None:
-            weight = weight * scale
-        weight = weight.to(x.dtype)  # parameters are fp32 under bf16/fp16 autocast
-        pooled = self.token_mixer.pool(x)
-        if isinstance(self.res_scale1, Scale):
-            return torch.addcmul(self.res_scale1(x), pooled - x, weight)
-        return torch.lerp(x, pooled, weight)  # x + weight * (pooled - x)
-
-    def _channel_mlp(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training and fused_ops.can_use_mkldnn_linear(x):
-            return self._channel_mlp_inference(x)
-        if (self.fused_mlp and torch.is_grad_enabled()
-                and not (self.training and self.drop_path > 0)
-                and fused_ops.can_use_mkldnn_train_linear(x, self.mlp.fc1.weight)):
-            return fused_ops.norm_mlp_residual(x, self.norm2, self.mlp,
-                                               _scale_or_none(self.layer_scale2),
-                                               _scale_or_none(self.res_scale2))
-        branch = self.mlp(self.norm2(x))
-        return self._add_branch(x, branch, self.res_scale2,
-                                self._branch_scale(self.layer_scale2, x))
-
-    def _channel_mlp_inference(self, x: torch.Tensor) -> torch.Tensor:
-        """Inference only: fc1 + activation and fc2 + residual as single oneDNN GEMMs.
-
-        Layer scale is folded into fc2's weights on the fly (a C x 4C product, negligible
-        next to the GEMM), so the state_dict is unchanged and nothing is cached.
-        """
-        mlp, c = self.mlp, x.shape[-1]
-        tokens = self.norm2(x).reshape(-1, c)
-        w1 = mlp.fc1.weight.to(x.dtype)
-        b1 = None if mlp.fc1.bias is None else mlp.fc1.bias.to(x.dtype)
-        w2, b2 = fused_ops.fold_layer_scale(mlp.fc2.weight, mlp.fc2.bias,
-                                            _scale_or_none(self.layer_scale2))
-        w2, b2 = w2.to(x.dtype), None if b2 is None else b2.to(x.dtype)
-        residual = self.res_scale2(x).reshape(-1, c)
-        out = []
-        for rows in fused_ops.row_chunks(tokens.shape[0], w1.shape[0] * x.element_size()):
-            if self.exact_gelu:
-                hidden = fused_ops.linear_gelu(tokens[rows], w1, b1)
-            else:
-                hidden = mlp.act(fused_ops.linear(tokens[rows], w1, b1))
-            out.append(fused_ops.linear_add(hidden, residual[rows], w2, b2))
-        return fused_ops.cat_rows(out).view(x.shape)
+    def channel_mlp(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res_scale2(x) + self.drop_path(self.layer_scale2(self.mlp(self.norm2(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._channel_mlp(self._token_mixing(x))
+        return kernels.channel_mlp(self, kernels.token_mixing(self, x))
 
 
 class MetaFormerStage(nn.Module):
@@ -188,7 +114,7 @@ class MetaFormerStage(nn.Module):
         x = self.downsample(x)
         for block in self.blocks:
             if self.with_cp and self.training and torch.is_grad_enabled():
-                x = cp.checkpoint(block, x, use_reentrant=False)
+                x = kernels.checkpoint(block, x)
             else:
                 x = block(x)
         return x

@@ -1,5 +1,5 @@
-from . import fused_ops
 from .activations import ACTIVATIONS, SquaredReLU, StarReLU, build_act
+from .drop_path import DropPath
 from .mlp import Mlp
 from .norm import BatchNormNHWC, GroupNormNHWC, SyncBatchNormNHWC, build_norm, is_group_norm1
 from .scale import Scale
@@ -15,7 +15,7 @@ from .token_mixers import (
 )
 
 __all__ = [
-    'fused_ops', 'ACTIVATIONS', 'SquaredReLU', 'StarReLU', 'build_act', 'Mlp',
+    'ACTIVATIONS', 'SquaredReLU', 'StarReLU', 'build_act', 'DropPath', 'Mlp',
     'BatchNormNHWC', 'GroupNormNHWC', 'SyncBatchNormNHWC', 'build_norm', 'is_group_norm1',
     'Scale', 'TOKEN_MIXERS', 'Attention', 'DWConv', 'IdentityMixer', 'Pooling',
     'RandomMixing', 'SepConv', 'build_token_mixer'

@@ -1,7 +1,7 @@
 import torch
 import torch.nn as nn
 
-from . import fused_ops
+from .. import kernels
 from .activations import build_act
 
 
@@ -21,5 +21,5 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop) if drop > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.drop(self.act(fused_ops.fast_linear(x, self.fc1)))
-        return self.drop(fused_ops.fast_linear(x, self.fc2))
+        x = self.drop(self.act(kernels.linear(x, self.fc1)))
+        return self.drop(kernels.linear(x, self.fc2))

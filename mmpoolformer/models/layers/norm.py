@@ -5,40 +5,29 @@ They subclass the torch layers they stand for, so parameter names, initialisatio
 """
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .fused_ops import group_norm1_nhwc
+from .. import kernels
 
 
 class GroupNormNHWC(nn.GroupNorm):
-    """``nn.GroupNorm`` (same parameters and eps) applied to (B, H, W, C) input.
-
-    One group (PoolFormer): accurate statistics, one fused affine pass, the native fused
-    backward (see ``fused_ops``). Several groups: the native kernel on a channels-last view.
-    """
+    """``nn.GroupNorm`` (same parameters and eps) applied to (B, H, W, C) input."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.num_groups == 1:
-            return group_norm1_nhwc(x, self.weight, self.bias, self.eps)
-        weight, bias = self.weight, self.bias
-        if weight is not None and weight.dtype != x.dtype:  # autocast keeps params fp32
-            weight, bias = weight.to(x.dtype), None if bias is None else bias.to(x.dtype)
-        out = F.group_norm(x.permute(0, 3, 1, 2), self.num_groups, weight, bias, self.eps)
-        return out.permute(0, 2, 3, 1)
+        return kernels.group_norm(x, self)
 
 
 class BatchNormNHWC(nn.BatchNorm2d):
-    """``nn.BatchNorm2d`` on (B, H, W, C) input (run on a channels-last view, no copy)."""
+    """``nn.BatchNorm2d`` on (B, H, W, C) input."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return kernels.nhwc_op(x, 'batch_norm', super().forward)
 
 
 class SyncBatchNormNHWC(nn.SyncBatchNorm):
     """``nn.SyncBatchNorm`` on (B, H, W, C) input."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return kernels.nhwc_op(x, 'batch_norm', super().forward)
 
 
 def _layer_norm(channels, eps=1e-5, affine=True, bias=True):

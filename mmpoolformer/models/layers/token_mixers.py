@@ -15,16 +15,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import fused_ops
+from .. import kernels
 from .activations import build_act
 
 
 class Pooling(nn.Module):
-    """PoolFormer's mixer: ``avg_pool(x) - x``, stride 1, padding excluded from the average.
-
-    The pooling runs on a channels-last view of the (B, H, W, C) input, which on CPU is
-    about 10x faster than on NCHW memory for ``count_include_pad=False``.
-    """
+    """PoolFormer's mixer: ``avg_pool(x) - x``, stride 1, padding excluded from the average."""
 
     def __init__(self, dim: int = None, pool_size: int = 3):
         super().__init__()
@@ -36,9 +32,7 @@ class Pooling(nn.Module):
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """The average pool alone, (B, H, W, C) -> (B, H, W, C)."""
-        pooled = F.avg_pool2d(x.permute(0, 3, 1, 2), self.pool_size, stride=1,
-                              padding=self.pool_size // 2, count_include_pad=False)
-        return pooled.permute(0, 2, 3, 1)
+        return kernels.avg_pool(x, self.pool_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(x) - x
@@ -69,7 +63,7 @@ class DWConv(nn.Module):
                               bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return kernels.conv2d(x, self.conv)
 
 
 class SepConv(nn.Module):
@@ -92,10 +86,9 @@ class SepConv(nn.Module):
         self.pwconv2 = nn.Linear(mid, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act1(fused_ops.fast_linear(x, self.pwconv1))
-        # The depthwise conv runs on a channels-last view of the (B, H, W, C) memory.
-        x = self.dwconv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return fused_ops.fast_linear(self.act2(x), self.pwconv2)
+        x = self.act1(kernels.linear(x, self.pwconv1))
+        x = kernels.conv2d(x, self.dwconv)
+        return kernels.linear(self.act2(x), self.pwconv2)
 
 
 class Attention(nn.Module):
@@ -125,13 +118,13 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, _ = x.shape
         n = h * w
-        qkv = fused_ops.fast_linear(x, self.qkv).reshape(b, n, 3, self.num_heads,
+        qkv = kernels.linear(x, self.qkv).reshape(b, n, 3, self.num_heads,
                                                          self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(
             q, k, v, dropout_p=self.attn_drop if self.training else 0.)
         out = out.transpose(1, 2).reshape(b, h, w, self.attention_dim)
-        return self.proj_drop(fused_ops.fast_linear(out, self.proj))
+        return self.proj_drop(kernels.linear(out, self.proj))
 
     def quadratic_bytes(self, batch: int, height: int, width: int, elem: int,
                         training: bool) -> int:

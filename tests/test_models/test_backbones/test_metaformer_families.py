@@ -1,5 +1,8 @@
-"""The MetaFormer families against the official definitions; layouts; mixers; memory."""
-import copy
+"""The MetaFormer families: architectures, checkpoints, mixers, sizes, memory.
+
+Their numerical parity with the official definitions is in ``tests/test_models/test_parity.py``.
+"""
+import functools
 
 import pytest
 import torch
@@ -8,107 +11,23 @@ from mmpoolformer.checkpoint import CheckpointError, convert_state_dict
 from mmpoolformer.models import (
     CAFormer,
     ConvFormer,
-    IdentityFormer,
     InputTooLargeError,
-    PoolFormer,
-    PoolFormerV2,
     RandFormer,
 )
 from mmpoolformer.models.layers import Attention, RandomMixing
-from mmpoolformer.testing import OfficialMetaFormer, randomize_
+from mmpoolformer.testing import FAMILIES as parity_families
+from mmpoolformer.testing import INPUT_SIZES, build_official, build_ours, paired, randomize_
 
-S12, S18 = [2, 2, 6, 2], [3, 3, 9, 3]
-DIMS = [64, 128, 320, 512]
-HYBRID = [dict(type='Pooling'), dict(type='Pooling'), dict(type='Attention'),
-          dict(type='Attention')]
-
-
-def hybrid_s12(**kwargs):
-    return PoolFormer('s12', token_mixers=HYBRID, **kwargs)
-
-
-# name -> (our backbone, the official definition, an input size it supports)
+# name -> (our backbone, the official definition), built by mmpoolformer.testing
 FAMILIES = {
-    'IdentityFormer': (lambda **kw: IdentityFormer('s12', **kw),
-                       lambda: OfficialMetaFormer(S12, DIMS, ['Identity'] * 4, 'gn1'),
-                       (93, 131)),
-    # The official random matrices only apply at 224 x 224 (14 x 14 and 7 x 7 tokens).
-    'RandFormer': (lambda **kw: RandFormer('s12', **kw),
-                   lambda: OfficialMetaFormer(S12, DIMS, ['Identity', 'Identity',
-                                                          'RandomMixing:196',
-                                                          'RandomMixing:49'], 'gn1'),
-                   (224, 224)),
-    'PoolFormerV2': (lambda **kw: PoolFormerV2('s12', **kw),
-                     lambda: OfficialMetaFormer(S12, DIMS, ['Pooling'] * 4, 'gn1'),
-                     (93, 131)),
-    'ConvFormer': (lambda **kw: ConvFormer('s18', **kw),
-                   lambda: OfficialMetaFormer(S18, DIMS, ['SepConv'] * 4, 'ln'), (93, 131)),
-    'CAFormer': (lambda **kw: CAFormer('s18', **kw),
-                 lambda: OfficialMetaFormer(S18, DIMS, ['SepConv', 'SepConv', 'Attention',
-                                                        'Attention'], 'ln'), (93, 131)),
-    'hybrid PoolFormer': (hybrid_s12,
-                          lambda: OfficialMetaFormer(S12, DIMS, ['Pooling', 'Pooling',
-                                                                 'Attention', 'Attention'],
-                                                     'gn1_affine', poolformer_v1=True),
-                          (93, 131)),
+    family: (functools.partial(build_ours, family), functools.partial(build_official, family))
+    for family in parity_families if family != 'PoolFormer'
 }
 
 
 def pair(family, **kwargs):
-    make_ours, make_ref, size = FAMILIES[family]
-    torch.manual_seed(0)
-    ref = randomize_(make_ref())
-    ours = make_ours(**kwargs)
-    converted, _, unused, layout = convert_state_dict(ref.state_dict(), with_out_norms=True)
-    assert layout == 'official-metaformer' and not unused
-    ours.load_state_dict(converted, strict=True)
-    return ours, ref, size
-
-
-def rel_err(a, b):
-    return ((a - b).abs().max() / b.abs().max()).item()
-
-
-def param_grads(model):
-    grads = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
-    return convert_state_dict(grads, with_out_norms=True)[0]
-
-
-@pytest.mark.parametrize('family', FAMILIES)
-def test_outputs_and_gradients_match_the_official_definition(family):
-    ours, ref, (h, w) = pair(family)
-    x = torch.randn(2, 3, h, w)
-    ours.eval(), ref.eval()
-    with torch.no_grad():
-        for a, b in zip(ours(x), ref(x)):
-            assert a.shape == b.shape
-            assert rel_err(a, b) < 1e-5
-    # Training mode, gradients of the input and of every parameter. The truth is the
-    # official definition in float64. (1) Ours in float64 must equal it to rounding: the
-    # same function and the same gradient formulas. (2) Ours in fp32, through the fast
-    # paths, must be within 1e-4 of each gradient's scale. Scalar gradients (StarReLU's
-    # scale and bias) sum millions of terms that cancel; the official fp32 code itself is
-    # up to ~1e-3 off there, so they are held to (1) only.
-    if family != 'RandFormer':
-        x = x[..., :45, :61]  # float64 convolutions are slow
-    weights = [torch.randn(o.shape) for o in ref(x)]
-    grads = {}
-    for name, model in (('ours', ours), ('ours64', copy.deepcopy(ours).double()),
-                        ('truth', copy.deepcopy(ref).double())):
-        model.train()
-        dtype = next(model.parameters()).dtype
-        xi = x.to(dtype).clone().requires_grad_()
-        sum((o * g.to(dtype)).sum() for o, g in zip(model(xi), weights)).backward()
-        grads[name] = dict(param_grads(model), input=xi.grad)
-    truth = grads['truth']
-    assert set(grads['ours']) == set(truth) == {
-        'input', *(k for k, p in ours.named_parameters() if p.requires_grad)}
-    floor = 1e-6 * max(g.abs().max().item() for g in truth.values())  # for zero gradients
-    for key, g in truth.items():
-        scale = max(g.abs().max().item(), floor)
-        assert (grads['ours64'][key] - g).abs().max().item() < 1e-9 * scale, key
-        if g.numel() > 1:
-            assert (grads['ours'][key].double() - g).abs().max().item() < 1e-4 * scale, key
+    ours, ref = paired(family, **kwargs)
+    return ours, ref, INPUT_SIZES[family]
 
 
 def test_families_follow_the_official_architectures():
@@ -214,7 +133,7 @@ def test_attention_at_a_detection_stage_size_matches_explicit_softmax():
         qkv = mixer.qkv(x).reshape(1, -1, 3, 2, 32).permute(2, 0, 3, 1, 4)
         attn = (qkv[0] @ qkv[1].transpose(-2, -1) * 32 ** -0.5).softmax(-1)
         ref = mixer.proj((attn @ qkv[2]).transpose(1, 2).reshape(1, 50, 84, 64))
-    assert rel_err(out, ref) < 1e-5
+    assert ((out - ref).abs().max() / ref.abs().max()).item() < 1e-5
 
 
 @pytest.mark.parametrize('family', FAMILIES)

@@ -6,7 +6,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmpoolformer.checkpoint import convert_state_dict
 from mmpoolformer.models import PoolFormer
-from mmpoolformer.testing import official_from_arch, randomize_
+from mmpoolformer.testing import official_from_arch, paired, randomize_
 
 ARCHS = list(PoolFormer.arch_settings)
 
@@ -26,12 +26,7 @@ def expected_sizes(h, w):
 
 def paired_models(arch='s12', out_indices=(0, 1, 2, 3), seed=0):
     """The oracle with random weights and our backbone holding the same weights."""
-    settings = PoolFormer.arch_settings[arch]
-    ref = randomize_(official_from_arch(settings, out_indices=out_indices), seed)
-    ours = PoolFormer(arch, out_indices=out_indices)
-    converted, _, unused, layout = convert_state_dict(ref.state_dict(), with_out_norms=True)
-    assert layout == 'official' and not unused
-    ours.load_state_dict(converted, strict=True)
+    ours, ref = paired('PoolFormer', seed=seed, arch=arch, out_indices=out_indices)
     return ref, ours
 
 
@@ -145,7 +140,7 @@ def test_drop_path_is_stochastic_in_train_and_off_in_eval():
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(model(x)[-1], model(x)[-1])
-    rates = [blk.drop_path for st in model.stages for blk in st.blocks]
+    rates = [blk.drop_path.drop_prob for st in model.stages for blk in st.blocks]
     assert rates[0] == 0 and rates[-1] == pytest.approx(0.5)
     assert rates == sorted(rates)
 

@@ -1,12 +1,14 @@
-"""Each fast path of the block gives the plain computation's numbers."""
+"""The CPU backend's fast paths give the plain computation's numbers; the switch works."""
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmpoolformer.models import PoolFormer
-from mmpoolformer.models.layers import GroupNormNHWC, fused_ops
-from mmpoolformer.testing import randomize_
+from mmpoolformer.models import PoolFormer, kernels
+from mmpoolformer.models.kernels import cpu as fused_ops
+from mmpoolformer.models.kernels import portable
+from mmpoolformer.models.layers import GroupNormNHWC
+from mmpoolformer.testing import randomize_, relative_errors
 
 
 def reference_group_norm(x_nhwc, layer):
@@ -31,9 +33,9 @@ def test_group_norm_nhwc_gradients():
     layer = GroupNormNHWC(1, 16).double()
     nn.init.uniform_(layer.weight, 0.5, 1.5)
     x = (torch.randn(2, 5, 7, 16, dtype=torch.float64) + 3).requires_grad_()
-    assert torch.autograd.gradcheck(lambda t, w, b: fused_ops.group_norm1_nhwc(t, w, b, 1e-5),
+    assert torch.autograd.gradcheck(lambda t, w, b: portable.group_norm1(t, w, b, 1e-5),
                                     (x, layer.weight, layer.bias))
-    assert torch.autograd.gradcheck(lambda t: fused_ops.group_norm1_rstd(t, 1e-5), (x, ))
+    assert torch.autograd.gradcheck(lambda t: portable.group_norm1_rstd(t, 1e-5), (x, ))
 
 
 def test_mkldnn_linear_forward_and_backward_match_f_linear():
@@ -114,7 +116,7 @@ def test_fused_norm_mlp_residual_matches_the_plain_expression(layer_scale, res_s
               torch.rand(c) + 0.5 if res_scale else None]
     inputs = [x] + params
     leaves = [t.clone().requires_grad_() if t is not None else None for t in inputs]
-    out = fused_ops._NormMlpResidual.apply(*leaves, 1e-5)
+    out = fused_ops._NormMlpResidual.apply(*leaves, 1e-5, True)
     ref_leaves = [t.double().requires_grad_() if t is not None else None for t in inputs]
     ref = plain_norm_mlp_residual(*ref_leaves)
     assert ((out.double() - ref).abs().max() / ref.abs().max()).item() < 1e-5
@@ -136,7 +138,7 @@ def test_fused_norm_mlp_residual_computes_only_the_gradients_asked_for():
     w1, w2 = torch.randn(4 * c, c), torch.randn(c, 4 * c)
     ls = torch.ones(c, requires_grad=True)
     out = fused_ops._NormMlpResidual.apply(x, torch.ones(c), torch.zeros(c), w1, None, w2,
-                                           None, ls, None, 1e-5)
+                                           None, ls, None, 1e-5, True)
     gx, gls = torch.autograd.grad(out.sum(), (x, ls))
     assert gx.shape == x.shape and gls.shape == ls.shape
 
@@ -146,14 +148,72 @@ def test_poolformer_training_takes_the_fused_paths_by_default(monkeypatch):
     if not fused_ops.mkldnn_linear_available():
         pytest.skip('this torch build has no oneDNN linear')
     calls = []
-    for name in ('norm_mlp_residual', 'group_norm1_rstd'):
-        fn = getattr(fused_ops, name)
-        monkeypatch.setattr(fused_ops, name,
-                            lambda *a, _fn=fn, _name=name: calls.append(_name) or _fn(*a))
+    for module, name in ((fused_ops, 'norm_mlp_residual'), (portable, 'pool_token_mixing')):
+        fn = getattr(module, name)
+        monkeypatch.setattr(module, name,
+                            lambda *a, _fn=fn, _name=name, **kw:
+                            calls.append(_name) or _fn(*a, **kw))
     model = PoolFormer('s12').train()
     outs = model(torch.randn(1, 3, 64, 64))
     sum(o.sum() for o in outs).backward()
-    assert calls.count('norm_mlp_residual') == 12 and calls.count('group_norm1_rstd') == 12
+    assert calls.count('norm_mlp_residual') == 12 and calls.count('pool_token_mixing') == 12
+    # The switch turns every fast path off: the same model then takes none of them.
+    calls.clear()
+    with kernels.fast_paths(False):
+        sum(o.sum() for o in model(torch.randn(1, 3, 64, 64))).backward()
+    assert calls == []
+
+
+@pytest.mark.parametrize('value,expected', [('0', False), ('off', False), ('1', True),
+                                            ('', True)])
+def test_the_environment_variable_switches_the_fast_paths(value, expected, monkeypatch):
+    monkeypatch.setenv(kernels.ENV_VAR, value)
+    assert kernels.fast_paths_enabled() is expected
+    with kernels.fast_paths(not expected):
+        assert kernels.fast_paths_enabled() is (not expected)
+    assert kernels.fast_paths_enabled() is expected
+
+
+def test_a_bad_switch_value_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv(kernels.ENV_VAR, 'maybe')
+    with pytest.raises(ValueError, match='use 1 .* or 0'):
+        kernels.fast_paths_enabled()
+    with pytest.raises(TypeError, match='True or False'):
+        with kernels.fast_paths('no'):
+            pass
+
+
+def test_tracing_takes_the_plain_ops(monkeypatch):
+    """torch.jit tracing (get_flops, the ONNX exporter) sees only plain aten ops."""
+    model = randomize_(PoolFormer('s12', out_indices=(3, ))).eval()
+    traced = torch.jit.trace(model, torch.randn(1, 3, 64, 64), check_trace=False)
+    kinds = {node.kind() for node in traced.inlined_graph.nodes()}
+    assert 'prim::PythonOp' not in kinds and not any('mkldnn' in k for k in kinds)
+    assert 'aten::avg_pool2d' in kinds and 'aten::group_norm' in kinds
+    x = torch.randn(1, 3, 96, 80)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_with_cp_recomputes_on_the_path_of_its_forward():
+    """A checkpointed forward run with the fast paths off and its backward run with them
+    on (or the reverse) still recomputes exactly what the forward saved."""
+    torch.manual_seed(0)
+    plain = randomize_(PoolFormer('s12'))
+    cp = PoolFormer('s12', with_cp=True)
+    cp.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 3, 64, 64)
+    sum(o.sum() for o in plain.train()(x)).backward()
+    for fast in (False, True):
+        cp.zero_grad()
+        with kernels.fast_paths(fast):
+            outs = cp.train()(x)
+        with kernels.fast_paths(not fast):
+            sum(o.sum() for o in outs).backward()
+        got = {k: p.grad for k, p in cp.named_parameters()}
+        want = {k: p.grad for k, p in plain.named_parameters()}
+        # floor: norm1.bias's true gradient is exactly 0 (it cancels in pool(n) - n)
+        assert max(relative_errors(got, want, floor=1e-3).values()) < 1e-4
 
 
 @pytest.mark.parametrize('rows,row_bytes,limit', [(32768, 1024, 2**22), (2048, 5120, 2**22),

@@ -1,20 +1,24 @@
-"""Fused CPU kernels used by the MetaFormer block, with their conditions of use.
+"""The CPU backend: oneDNN GEMMs and the fused channel MLP, with their conditions of use.
 
-Measured on the 2-core CPU this package targets (torch 2.13, oneDNN 3.12), at PoolFormer
-stage-0 sizes (32768 x 64 tokens):
-- ``torch.var_mean`` over a sample takes ~6 ms. The native group-norm kernel on a
-  channels-last view takes ~0.3 ms but computes the variance as E[x^2] - E[x]^2: with a
-  per-sample mean of 16 std (common deep in the residual stream) its rstd is off by ~1e-5
-  relative, 50x worse than the NCHW kernel. ``group_norm1_stats`` runs the accurate NCHW
-  (Welford) kernel on the contiguous (B, H, W, C) memory viewed as (B, 1, H*W*C, 1):
-  ~0.4 ms, rstd exact to ~1e-8.
-- oneDNN's linear is ~2x faster than MKL's ``addmm`` at K=64, and fuses exact GELU or a
-  residual add into the GEMM (``linear_gelu`` / ``linear_add``). These ops have no autograd
-  formula, so they serve inference only (no grad mode, CPU tensors).
+- oneDNN's linear is faster than MKL's ``addmm`` at PoolFormer's small channel counts
+  (K = 64, 128), and fuses exact GELU or a residual add into the GEMM (``linear_gelu`` /
+  ``linear_add``). These ops have no autograd formula: they serve inference directly and
+  training inside autograd functions written here.
+- The channel MLP line ``res_scale * x + ls * fc2(gelu(fc1(gn1(x))))`` is one autograd
+  function in training (``norm_mlp_residual``) and a chain of fused oneDNN calls in
+  inference (``mlp_inference``). Its one-group norm is the portable one (``portable.py``).
+Figures behind these choices are in ``docs/performance.md``.
 """
 import functools
 
 import torch
+
+from .portable import group_norm1_backward, group_norm1_forward
+
+# Native kernels that get channels-last views of the (B, H, W, C) features on the CPU:
+# proved forward and backward by the CPU parity suite, which CI runs on every change.
+# (avg_pool2d with count_include_pad=False is ~10x faster on them than on NCHW memory.)
+CHANNELS_LAST_VERIFIED = frozenset({'conv2d', 'avg_pool2d', 'group_norm', 'batch_norm'})
 
 
 @functools.lru_cache(None)
@@ -43,86 +47,6 @@ def linear(x2d, weight, bias):
 def linear_add(x2d, other2d, weight, bias):
     """other2d + x2d @ weight.T + bias, in one oneDNN call."""
     return torch.ops.mkldnn._linear_pointwise.binary(x2d, other2d, weight, bias, 'add')
-
-
-def group_norm1_stats(x: torch.Tensor, eps: float):
-    """Per-sample mean and 1/sqrt(var + eps) of a (B, ...) tensor, each of shape (B, 1).
-
-    No autograd: callers define the backward.
-    """
-    b, n = x.shape[0], x[0].numel()
-    _, mean, rstd = torch.native_group_norm(x.detach().reshape(b, 1, n, 1), None, None, b,
-                                            1, n, 1, eps)
-    return mean.view(b, 1), rstd.view(b, 1)
-
-
-class _GroupNorm1Rstd(torch.autograd.Function):
-    """1 / sqrt(var + eps) per sample of a (B, H, W, C) tensor, shape (B, 1, 1, 1)."""
-
-    @staticmethod
-    def forward(ctx, x, eps):
-        mean, rstd = group_norm1_stats(x, eps)
-        mean, rstd = mean.view(-1, 1, 1, 1).to(x.dtype), rstd.view(-1, 1, 1, 1).to(x.dtype)
-        ctx.save_for_backward(x, mean, rstd)
-        return rstd
-
-    @staticmethod
-    def backward(ctx, grad_rstd):
-        x, mean, rstd = ctx.saved_tensors
-        # d rstd / d x = -rstd^3 (x - mean) / N, N = H * W * C
-        k = grad_rstd * rstd.pow(3) * (-1.0 / x[0].numel())
-        return torch.addcmul(-mean * k, x, k), None
-
-
-def group_norm1_rstd(x: torch.Tensor, eps: float) -> torch.Tensor:
-    return _GroupNorm1Rstd.apply(x, eps)
-
-
-class _GroupNorm1NHWC(torch.autograd.Function):
-    """One-group GroupNorm of a (B, H, W, C) tensor with per-channel affine (C,)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, eps):
-        out, mean, rstd = _group_norm1_forward(x, weight, bias, eps)
-        ctx.save_for_backward(x, weight, mean, rstd)
-        ctx.has_bias = bias is not None
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, weight, mean, rstd = ctx.saved_tensors
-        dx, dw, db = _group_norm1_backward(grad, x, weight, mean, rstd, ctx.needs_input_grad[0],
-                                           ctx.needs_input_grad[1], ctx.has_bias
-                                           and ctx.needs_input_grad[2])
-        return dx, dw, db, None
-
-
-def _group_norm1_forward(x, weight, bias, eps):
-    """One-group GroupNorm of (B, H, W, C) x: (output, mean, rstd), statistics (B, 1)."""
-    b = x.shape[0]
-    mean, rstd = group_norm1_stats(x, eps)
-    scale = rstd.view(b, 1, 1, 1) * (1 if weight is None else weight)
-    shift = -mean.view(b, 1, 1, 1) * scale
-    if bias is not None:
-        shift = shift + bias
-    return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype)), mean, rstd
-
-
-def _group_norm1_backward(grad, x, weight, mean, rstd, need_x, need_w, need_b):
-    """Gradients (dx, dweight, dbias) of ``_group_norm1_forward``; None where not needed."""
-    b, h, w, c = x.shape
-    need_w = need_w and weight is not None
-    # The native backward kernel, fed our accurate statistics, on channels-last views.
-    dx, dw, db = torch.ops.aten.native_group_norm_backward(
-        grad.contiguous().permute(0, 3, 1, 2), x.permute(0, 3, 1, 2),
-        mean.to(x.dtype), rstd.to(x.dtype), None if weight is None else weight.to(x.dtype),
-        b, c, h * w, 1, [need_x, need_w, need_w or need_b])
-    dx = None if dx is None else dx.permute(0, 2, 3, 1)
-    return dx, dw if need_w else None, db if need_b else None
-
-
-def group_norm1_nhwc(x, weight, bias, eps):
-    return _GroupNorm1NHWC.apply(x, weight, bias, eps)
 
 
 class _MkldnnLinear(torch.autograd.Function):
@@ -164,18 +88,11 @@ def fast_linear(x: torch.Tensor, layer: torch.nn.Linear) -> torch.Tensor:
 
 
 # The channel MLP runs over row chunks when its hidden (rows x 4C) tensor would hold more
-# than MLP_CHUNK_ABOVE bytes, in chunks of at most MLP_CHUNK_BYTES. Two effects, measured on
-# the 2-core CPU at S12 stage-1 sizes (K = 64):
-# - glibc's malloc serves blocks above its mmap threshold (adaptive, at most 32 MiB) with
-#   fresh mmap()ed pages, so such a tensor page-faults on first touch, in every step; the
-#   MLP's hidden tensors are the only activations that large (S12, batch 2, 512x512:
-#   32768 x 256 fp32 = 32 MiB), four per block in training. Chunks stay in the reused heap.
-# - a chunk's hidden tensor stays in cache between the GEMM that writes it and the next op:
-#   oneDNN's fc1 runs at 73 GFLOP/s on all 32768 rows, 183 on 16384 and 208 on 4096.
-# Whole steps: 4 MiB chunks were the fastest of 1-64 MiB for S12 and S36, eval and train
-# (~7% over unchunked). Smaller tensors (the later stages, K >= 320, where the GEMMs are
-# compute-bound) gain nothing from chunks and lose a little to the extra, smaller GEMMs
-# (S36/M48: 1-3%), so they run whole.
+# than MLP_CHUNK_ABOVE bytes, in chunks of at most MLP_CHUNK_BYTES. Why: glibc's malloc
+# serves blocks above its mmap threshold (adaptive, at most 32 MiB) with fresh pages that
+# fault on first touch in every step, and a chunk's hidden tensor stays in cache between
+# the GEMM that writes it and the next op. Smaller tensors (the later stages, where the
+# GEMMs are compute-bound) run whole. Measurements: docs/performance.md.
 MLP_CHUNK_BYTES = 4 * 2**20
 MLP_CHUNK_ABOVE = 16 * 2**20
 
@@ -216,9 +133,10 @@ class _NormMlpResidual(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, gn_weight, gn_bias, w1, b1, w2, b2, layer_scale, res_scale, eps):
+    def forward(ctx, x, gn_weight, gn_bias, w1, b1, w2, b2, layer_scale, res_scale, eps,
+                channels_last):
         shape, c = x.shape, x.shape[-1]
-        normed, mean, rstd = _group_norm1_forward(x, gn_weight, gn_bias, eps)
+        normed, mean, rstd = group_norm1_forward(x, gn_weight, gn_bias, eps)
         normed = normed.view(-1, c)
         w2s, b2s = fold_layer_scale(w2, b2, layer_scale)
         residual = (x if res_scale is None else x * res_scale).view(-1, c)
@@ -228,13 +146,14 @@ class _NormMlpResidual(torch.autograd.Function):
             hidden.append(linear(normed[rows], w1, b1))
             act.append(torch.nn.functional.gelu(hidden[-1]))
             out.append(linear_add(act[-1], residual[rows], w2s, b2s))
-        ctx.chunks = chunks
+        ctx.chunks, ctx.channels_last = chunks, channels_last
         ctx.flags = (gn_bias is not None, b1 is not None, b2 is not None)
         ctx.save_for_backward(x, normed, mean, rstd, gn_weight, w1, w2, b2, w2s, layer_scale,
                               res_scale, *hidden, *act)
         return cat_rows(out).view(shape)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         (x, normed, mean, rstd, gn_weight, w1, w2, b2, w2s, layer_scale, res_scale,
          *saved) = ctx.saved_tensors
@@ -267,8 +186,9 @@ class _NormMlpResidual(torch.autograd.Function):
         dx = dgw = dgb = None
         if need_normed:
             dn = cat_rows(dnormed).view(x.shape)
-            dx, dgw, dgb = _group_norm1_backward(dn, x, gn_weight, mean, rstd, need_x, need_gw,
-                                                 has_gb and need_gb)
+            dx, dgw, dgb = group_norm1_backward(dn, x, gn_weight, mean, rstd, need_x,
+                                                need_gw and gn_weight is not None,
+                                                has_gb and need_gb, ctx.channels_last)
         if need_x:
             dx = dx + (grad if res_scale is None else grad * res_scale)
         drs = (grad * x).sum((0, 1, 2)) if need_rs else None
@@ -285,12 +205,37 @@ class _NormMlpResidual(torch.autograd.Function):
             if need_b2 and has_b2:
                 db2 = db2s * layer_scale
         return (dx, dgw, dgb, dw1, db1, dw2 if need_w2 else None, db2 if need_b2 else None,
-                dls, drs, None)
+                dls, drs, None, None)
 
 
-def norm_mlp_residual(x, norm, mlp, layer_scale, res_scale):
-    """``_NormMlpResidual`` on a block's modules (``layer_scale``/``res_scale``: (C,) or None)."""
+def norm_mlp_residual(x, norm, mlp, layer_scale, res_scale, channels_last: bool = True):
+    """``_NormMlpResidual`` on a block's modules (``layer_scale``/``res_scale``: (C,) or None;
+    ``channels_last``: the norm's backward kernel may read channels-last views)."""
     return _NormMlpResidual.apply(x, norm.weight, norm.bias, mlp.fc1.weight, mlp.fc1.bias,
                                   mlp.fc2.weight, mlp.fc2.bias, layer_scale, res_scale,
-                                  norm.eps)
+                                  norm.eps, channels_last)
 
+
+
+def mlp_inference(x, norm, mlp, layer_scale, res_scale, exact_gelu: bool) -> torch.Tensor:
+    """``res_scale * x + ls * mlp(norm(x))`` without autograd: fc1 + activation and fc2 +
+    residual as single oneDNN GEMMs, over row chunks.
+
+    Layer scale is folded into fc2's weights on the fly (a C x 4C product, negligible next
+    to the GEMM), so the state_dict is unchanged and nothing is cached.
+    """
+    c = x.shape[-1]
+    tokens = norm(x).reshape(-1, c)
+    w1 = mlp.fc1.weight.to(x.dtype)
+    b1 = None if mlp.fc1.bias is None else mlp.fc1.bias.to(x.dtype)
+    w2, b2 = fold_layer_scale(mlp.fc2.weight, mlp.fc2.bias, layer_scale)
+    w2, b2 = w2.to(x.dtype), None if b2 is None else b2.to(x.dtype)
+    residual = (x if res_scale is None else x * res_scale.to(x.dtype)).reshape(-1, c)
+    out = []
+    for rows in row_chunks(tokens.shape[0], w1.shape[0] * x.element_size()):
+        if exact_gelu:
+            hidden = linear_gelu(tokens[rows], w1, b1)
+        else:
+            hidden = mlp.act(linear(tokens[rows], w1, b1))
+        out.append(linear_add(hidden, residual[rows], w2, b2))
+    return cat_rows(out).view(x.shape)
