@@ -7,6 +7,7 @@ import re
 import pytest
 import torch
 
+from mmpoolformer.apis.tensor_model import build_model
 from mmpoolformer.models import PoolFormer
 from mmpoolformer.testing import OfficialMetaFormer, official_from_arch
 
@@ -61,7 +62,7 @@ def test_backbone_flops_equal_the_official_definitions(tool, arch):
 def test_attention_flops_equal_the_explicit_matmuls(tool):
     """The hybrid PoolFormer's fused attention counts as the official q @ k^T and a @ v."""
     cfg = tool.load(f'{REPO}/configs/semantic_fpn_poolformer_hybrid_s12.py')
-    model = tool.build_model(cfg).backbone
+    model = build_model(cfg).backbone
     x = torch.randn(1, 3, *SMALL)
     ours = dict(tool.count_flops(model, (x, )).by_operator())
     ref = OfficialMetaFormer([2, 2, 6, 2], [64, 128, 320, 512],

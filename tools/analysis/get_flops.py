@@ -19,7 +19,6 @@ training-only and, as in mmseg's tool, neither counted nor included in the param
 """
 import argparse
 import functools
-import importlib
 import os.path as osp
 import sys
 import warnings
@@ -71,46 +70,15 @@ def count_flops(model: torch.nn.Module, inputs: tuple):
     return analyzer
 
 
-def build_model(cfg):
-    """The config's detector or segmentor, in eval mode, random weights (seed 0)."""
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import DefaultScope
-    scope = cfg.get('default_scope', 'mmdet')
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope(scope), warnings.catch_warnings():
-        # mmseg's loss builders warn about their own deprecations on every build.
-        warnings.simplefilter('ignore', UserWarning)
-        model = registry.build(cfg.model)
-    if getattr(model, 'auxiliary_head', None) is not None:
-        model.auxiliary_head = None  # training only (mmseg's get_flops drops it too)
-    return revert_sync_batchnorm(model).eval()
-
-
-def dummy_batch(model, scope: str, shape):
-    """One random image of (H, W) = shape through the model's data preprocessor."""
-    h, w = shape
-    meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w), scale_factor=(1., 1.))
-    if scope == 'mmdet':
-        from mmdet.structures import DetDataSample as Sample
-    else:
-        from mmseg.structures import SegDataSample as Sample
-    gen = torch.Generator().manual_seed(0)
-    image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen)
-    data = model.data_preprocessor(
-        dict(inputs=[image], data_samples=[Sample(metainfo=meta)]), False)
-    return data['inputs'], data['data_samples']
-
-
 def complexity(cfg, shape=None, flops: bool = True) -> dict:
     """Params and FLOPs of the whole model and of ``model.backbone`` for one image.
 
     With ``flops=False`` only the parameters are counted (no forward pass).
     """
     from mmengine.analysis import parameter_count
-    scope = cfg.get('default_scope', 'mmdet')
-    if scope not in DEFAULT_SHAPES:
-        raise ValueError(f'default_scope {scope!r}: mmdet or mmseg configs only')
+
+    from mmpoolformer.apis.tensor_model import build_model, config_scope, dummy_batch
+    scope = config_scope(cfg)
     shape = tuple(shape or DEFAULT_SHAPES[scope])
     model = build_model(cfg)
     params = parameter_count(model)

@@ -120,7 +120,7 @@ def linear(x: torch.Tensor, layer: torch.nn.Linear) -> torch.Tensor:
     if (fast_paths_enabled() and x.device.type == 'cpu'
             and cpu.can_use_mkldnn_train_linear(x, layer.weight)):
         return cpu.fast_linear(x, layer)
-    return layer(x)
+    return reference.linear(x, layer)
 
 
 def _low_precision_dtype(x: torch.Tensor):

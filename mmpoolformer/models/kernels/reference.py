@@ -26,3 +26,9 @@ def group_norm(x: torch.Tensor, num_groups: int, weight, bias, eps: float) -> to
     if bias is not None and bias.dtype != x.dtype:
         bias = bias.to(x.dtype)
     return nhwc_op(x, lambda t: F.group_norm(t, num_groups, weight, bias, eps))
+
+
+def linear(x: torch.Tensor, layer: torch.nn.Linear) -> torch.Tensor:
+    """``layer(x)`` for (..., C) x, as one 2-D GEMM with its bias (ONNX: one Gemm node)."""
+    out = F.linear(x.reshape(-1, x.shape[-1]), layer.weight, layer.bias)
+    return out.reshape(*x.shape[:-1], out.shape[-1])
