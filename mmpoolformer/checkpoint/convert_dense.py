@@ -22,7 +22,14 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from .layouts import convert_state_dict
-from .loading import NOT_IN_IMAGENET, _summarise, extract_state_dict, load_converted, unwrap
+from .loading import (
+    NOT_IN_IMAGENET,
+    _summarise,
+    extract_state_dict,
+    load_converted,
+    strict_fit,
+    unwrap,
+)
 from .safe_load import CheckpointError
 
 # Top-level module names of mmdet/mmseg models besides the backbone.
@@ -81,14 +88,9 @@ def convert_imagenet(checkpoint, backbone: torch.nn.Module,
         left_at_init=list(missing))
 
 
-def convert_dense(checkpoint, model: torch.nn.Module) -> Conversion:
-    """A whole mmdet 2.x / mmseg 0.x model checkpoint for ``model`` (mmdet 3.x / mmseg 1.x).
-
-    Raises CheckpointError unless every weight of ``model`` is filled with the right shape
-    and every source key is used, except output norms of backbone stages that ``model``
-    does not output (the official RetinaNet has a stride-4 norm that its FPN never reads).
-    """
-    state_dict = unwrap(checkpoint)
+def _renamed_whole_model(state_dict: dict):
+    """(state_dict in our keys, our key -> source key, layout) of a whole-model checkpoint:
+    the backbone's keys converted, every other key as it is."""
     backbone_sd = {k[len('backbone.'):]: v for k, v in state_dict.items()
                    if k.startswith('backbone.')}
     if not backbone_sd:
@@ -108,9 +110,11 @@ def convert_dense(checkpoint, model: torch.nn.Module) -> Conversion:
         if not key.startswith('backbone.'):
             out[key] = tensor
             source_of[key] = key
+    return out, source_of, layout
 
-    own = model.state_dict()
-    outputs = set(getattr(model.backbone, 'out_indices', ()))
+
+def _drop_unread_out_norms(out: dict, own: dict, outputs: set, source_of: dict) -> list:
+    """Remove output norms of stages the model does not output; [(source key, why)]."""
     dropped = []
     for key in [k for k in out if k not in own]:
         m = _OUT_NORM.match(key)
@@ -118,19 +122,32 @@ def convert_dense(checkpoint, model: torch.nn.Module) -> Conversion:
             dropped.append((source_of[key], f'output norm of stage {m.group(1)}, which '
                                             f'this model does not output'))
             del out[key]
-    extra = [source_of[k] for k in out if k not in own]
-    missing = [k for k in own if k not in out]
-    wrong = [f'{k} (source {source_of[k]}): checkpoint {tuple(out[k].shape)}, model '
-             f'{tuple(own[k].shape)}' for k in out if k in own and out[k].shape != own[k].shape]
+    return dropped
+
+
+def convert_dense(checkpoint, model: torch.nn.Module) -> Conversion:
+    """A whole mmdet 2.x / mmseg 0.x model checkpoint for ``model`` (mmdet 3.x / mmseg 1.x).
+
+    Raises CheckpointError unless every weight of ``model`` is filled with the right shape
+    and every source key is used, except output norms of backbone stages that ``model``
+    does not output (the official RetinaNet has a stride-4 norm that its FPN never reads).
+    """
+    out, source_of, layout = _renamed_whole_model(unwrap(checkpoint))
+    own = model.state_dict()
+    outputs = set(getattr(model.backbone, 'out_indices', ()))
+    dropped = _drop_unread_out_norms(out, own, outputs, source_of)
+    fit = strict_fit(own, out, source_of)
+    wrong = [f'{k} (source {source_of[k]}): checkpoint {theirs}, model {ours}'
+             for k, theirs, ours in fit.mismatched]
     problems = []
     if wrong:
         problems.append(f'shape mismatch for {"; ".join(wrong[:4])}'
                         f'{f" ... and {len(wrong) - 4} more" if len(wrong) > 4 else ""}')
-    if extra:
-        problems.append(f'keys the model has no place for: {_summarise(extra)}')
-    if missing:
+    if fit.extra:
+        problems.append(f'keys the model has no place for: {_summarise(fit.extra)}')
+    if fit.missing:
         problems.append(f'weights the model needs that the checkpoint lacks: '
-                        f'{_summarise(missing)}')
+                        f'{_summarise(fit.missing)}')
     if problems:
         raise CheckpointError(f'the checkpoint does not fit {type(model).__name__} with '
                               f'{type(model.backbone).__name__} '

@@ -1,5 +1,5 @@
 """Strict loading of pretrained weights into a backbone, with a report of what was used."""
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from mmengine.logging import print_log
@@ -50,6 +50,26 @@ def _summarise(keys, limit=8):
     return ', '.join(keys[:limit]) + more
 
 
+class Fit(NamedTuple):
+    """How a state_dict fits a model's: every list names keys (checkpoint keys where the
+    model has no such key). ``mismatched``: (model key, checkpoint shape, model shape)."""
+    mismatched: list
+    extra: list
+    missing: list
+    required: list
+
+
+def strict_fit(own: dict, state: dict, sources: dict, allowed_missing=()) -> Fit:
+    """Compare ``state`` (model keys -> tensors, renamed from ``sources``' checkpoint keys)
+    with the model's ``own`` state_dict: the one strict-load check of the package."""
+    mismatched = [(k, tuple(t.shape), tuple(own[k].shape)) for k, t in state.items()
+                  if k in own and own[k].shape != t.shape]
+    extra = [sources[k] for k in state if k not in own]
+    missing = [k for k in own if k not in state]
+    required = [k for k in missing if not k.startswith(tuple(allowed_missing))]
+    return Fit(mismatched, extra, missing, required)
+
+
 def load_converted(model: torch.nn.Module, converted: dict, sources: dict, unused: list,
                    allowed_missing=NOT_IN_IMAGENET, logger='current'):
     """Load ``converted`` into ``model``; refuse any partial or mismatched load.
@@ -58,33 +78,30 @@ def load_converted(model: torch.nn.Module, converted: dict, sources: dict, unuse
     the keys on missing weights (other than ``allowed_missing``) or on backbone weights the
     model has no place for (a checkpoint of another arch).
     """
-    own = model.state_dict()
     arch = getattr(model, 'arch_name', None)
     hint = f' The model is {type(model).__name__} {arch}; is the checkpoint of another ' \
            f'arch?' if arch else ''
-    for key, tensor in converted.items():
-        if key in own and own[key].shape != tensor.shape:
-            raise CheckpointError(
-                f'shape mismatch for {key} (checkpoint key {sources[key]}): checkpoint has '
-                f'{tuple(tensor.shape)}, model has {tuple(own[key].shape)}.{hint}')
-    extra = [sources[k] for k in converted if k not in own]
-    if extra:
+    fit = strict_fit(model.state_dict(), converted, sources, allowed_missing)
+    if fit.mismatched:
+        key, theirs, ours = fit.mismatched[0]
+        raise CheckpointError(
+            f'shape mismatch for {key} (checkpoint key {sources[key]}): checkpoint has '
+            f'{theirs}, model has {ours}.{hint}')
+    if fit.extra:
         raise CheckpointError(f'the checkpoint has backbone weights this model has no place '
-                              f'for: {_summarise(extra)}.{hint}')
-    missing = [k for k in own if k not in converted]
-    required = [k for k in missing if not k.startswith(tuple(allowed_missing))]
-    if required:
+                              f'for: {_summarise(fit.extra)}.{hint}')
+    if fit.required:
         raise CheckpointError(f'the checkpoint lacks weights this model needs: '
-                              f'{_summarise(required)}.{hint}')
+                              f'{_summarise(fit.required)}.{hint}')
     model.load_state_dict(converted, strict=False)
-    if missing:
-        print_log(f'not in the checkpoint, left at their init: {_summarise(missing, 16)} '
+    if fit.missing:
+        print_log(f'not in the checkpoint, left at their init: {_summarise(fit.missing, 16)} '
                   f'(expected: ImageNet checkpoints have no dense-prediction output norms)',
                   logger=logger)
     if unused:
         print_log(f'checkpoint keys not used by the backbone: {_summarise(unused, 16)}',
                   logger=logger)
-    return missing, unused
+    return fit.missing, unused
 
 
 def load_pretrained(model: torch.nn.Module, filename: str, prefix: Optional[str] = None,

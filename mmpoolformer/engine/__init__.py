@@ -1,7 +1,9 @@
 from .atomic_io import AtomicLocalBackend, install_atomic_local_backend
+from .model_check_hook import NeckChannelsCheckHook
 from .optim_wrapper import AmpCPUOptimWrapper
 from .rng_hook import RNGStateHook
 
 __all__ = [
-    'AtomicLocalBackend', 'install_atomic_local_backend', 'AmpCPUOptimWrapper', 'RNGStateHook'
+    'AtomicLocalBackend', 'install_atomic_local_backend', 'AmpCPUOptimWrapper',
+    'NeckChannelsCheckHook', 'RNGStateHook'
 ]

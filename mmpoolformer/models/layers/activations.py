@@ -1,13 +1,17 @@
 """Activations of the MetaFormer baselines, and the builder the blocks use.
 
-``build_act`` knows StarReLU and SquaredReLU itself and hands every other type (GELU,
-ReLU, ...) to mmcv's ``build_activation_layer``, so mmcv-style ``act_cfg`` keep working.
+``build_act`` builds the types of ``mmpoolformer.registry.ACTIVATIONS`` (StarReLU,
+SquaredReLU and any a user registers) and hands every other type (GELU, ReLU, ...) to
+mmcv's ``build_activation_layer``, so mmcv-style ``act_cfg`` keep working.
 """
 import torch
 import torch.nn as nn
 from mmcv.cnn import build_activation_layer
 
+from ...registry import ACTIVATIONS, lookup
 
+
+@ACTIVATIONS.register_module()
 class StarReLU(nn.Module):
     """``scale * relu(x) ** 2 + bias`` with a learnable scalar scale and bias.
 
@@ -29,6 +33,7 @@ class StarReLU(nn.Module):
         return torch.addcmul(self.bias.to(x.dtype), r, r * self.scale.to(x.dtype))
 
 
+@ACTIVATIONS.register_module()
 class SquaredReLU(nn.Module):
     """``relu(x) ** 2`` (used by the baselines' classification head)."""
 
@@ -36,18 +41,15 @@ class SquaredReLU(nn.Module):
         return torch.square(torch.relu(x))
 
 
-ACTIVATIONS = {'StarReLU': StarReLU, 'SquaredReLU': SquaredReLU}
-
-
 def build_act(cfg: dict) -> nn.Module:
-    """Build an activation from ``dict(type=NAME, **kwargs)``."""
+    """Build an activation from ``dict(type=NAME, **kwargs)``: NAME from
+    ``mmpoolformer.registry.ACTIVATIONS``, else from mmcv's (GELU, ReLU, ...)."""
     if not isinstance(cfg, dict) or 'type' not in cfg:
         raise TypeError(f'act_cfg must be a dict with a "type" key, got {cfg!r}')
-    cfg = dict(cfg)
-    if cfg['type'] not in ACTIVATIONS:
+    if cfg['type'] not in ACTIVATIONS.module_dict:
         return build_activation_layer(cfg)
-    act_type = cfg.pop('type')
+    cls, kwargs = lookup(ACTIVATIONS, cfg, 'activation')
     try:
-        return ACTIVATIONS[act_type](**cfg)
+        return cls(**kwargs)
     except TypeError as e:
-        raise TypeError(f'bad act_cfg {dict(type=act_type, **cfg)}: {e}') from None
+        raise TypeError(f'bad act_cfg {dict(cfg)}: {e}') from None

@@ -6,6 +6,7 @@ They subclass the torch layers they stand for, so parameter names, initialisatio
 import torch
 import torch.nn as nn
 
+from ...registry import NORM_LAYERS, lookup
 from .. import kernels
 
 
@@ -30,10 +31,13 @@ class SyncBatchNormNHWC(nn.SyncBatchNorm):
         return kernels.nhwc_op(x, 'batch_norm', super().forward)
 
 
+@NORM_LAYERS.register_module(name='LN')
 def _layer_norm(channels, eps=1e-5, affine=True, bias=True):
+    # LayerNorm over the channel axis is plain nn.LayerNorm in the (B, H, W, C) layout.
     return nn.LayerNorm(channels, eps=eps, elementwise_affine=affine, bias=bias)
 
 
+@NORM_LAYERS.register_module(name='GN')
 def _group_norm(channels, num_groups=None, eps=1e-5, affine=True, bias=True):
     if num_groups is None:
         raise ValueError("norm_cfg of type 'GN' needs num_groups, e.g. "
@@ -47,32 +51,30 @@ def _group_norm(channels, num_groups=None, eps=1e-5, affine=True, bias=True):
     return layer
 
 
-# LayerNorm over the channel axis is plain nn.LayerNorm in the (B, H, W, C) layout.
-NORM_LAYERS = {
-    'GN': _group_norm,
-    'LN': _layer_norm,
-    'BN': lambda channels, **kw: BatchNormNHWC(channels, **kw),
-    'SyncBN': lambda channels, **kw: SyncBatchNormNHWC(channels, **kw),
-}
+@NORM_LAYERS.register_module(name='BN')
+def _batch_norm(channels, **kwargs):
+    return BatchNormNHWC(channels, **kwargs)
+
+
+@NORM_LAYERS.register_module(name='SyncBN')
+def _sync_batch_norm(channels, **kwargs):
+    return SyncBatchNormNHWC(channels, **kwargs)
 
 
 def build_norm(cfg: dict, channels: int) -> nn.Module:
     """Build a norm layer for (B, H, W, C) tensors from an mmcv-style ``norm_cfg``.
 
-    ``requires_grad`` is honoured as in mmcv; other keys go to the layer.
+    The type is looked up in ``mmpoolformer.registry.NORM_LAYERS`` (a class or function
+    called with ``channels`` and the other keys); ``requires_grad`` is honoured as in mmcv.
     """
-    if not isinstance(cfg, dict) or 'type' not in cfg:
-        raise TypeError(f'norm_cfg must be a dict with a "type" key, got {cfg!r}')
-    cfg = dict(cfg)
-    norm_type = cfg.pop('type')
-    requires_grad = cfg.pop('requires_grad', True)
-    if norm_type not in NORM_LAYERS:
-        raise KeyError(f'unknown norm type {norm_type!r}; valid types: '
-                       f'{", ".join(sorted(NORM_LAYERS))}')
+    if isinstance(cfg, dict):
+        cfg = dict(cfg)
+        requires_grad = cfg.pop('requires_grad', True)
+    make, kwargs = lookup(NORM_LAYERS, cfg, 'norm type')
     try:
-        layer = NORM_LAYERS[norm_type](channels, **cfg)
+        layer = make(channels, **kwargs)
     except TypeError as e:
-        raise TypeError(f'bad norm_cfg {dict(type=norm_type, **cfg)}: {e}') from None
+        raise TypeError(f'bad norm_cfg {dict(cfg)}: {e}') from None
     for p in layer.parameters():
         p.requires_grad_(requires_grad)
     return layer

@@ -15,10 +15,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ...registry import TOKEN_MIXERS, lookup
 from .. import kernels
 from .activations import build_act
 
 
+@TOKEN_MIXERS.register_module()
 class Pooling(nn.Module):
     """PoolFormer's mixer: ``avg_pool(x) - x``, stride 1, padding excluded from the average."""
 
@@ -41,6 +43,7 @@ class Pooling(nn.Module):
         return f'pool_size={self.pool_size}'
 
 
+@TOKEN_MIXERS.register_module(name='Identity')
 class IdentityMixer(nn.Identity):
     """No token mixing (IdentityFormer); accepts and ignores ``dim``."""
 
@@ -48,6 +51,7 @@ class IdentityMixer(nn.Identity):
         super().__init__()
 
 
+@TOKEN_MIXERS.register_module()
 class DWConv(nn.Module):
     """Depthwise convolution as the token mixer (the PoolFormer paper's ablation).
 
@@ -66,6 +70,7 @@ class DWConv(nn.Module):
         return kernels.conv2d(x, self.conv)
 
 
+@TOKEN_MIXERS.register_module()
 class SepConv(nn.Module):
     """ConvFormer's mixer, MobileNetV2's inverted separable convolution::
 
@@ -91,6 +96,7 @@ class SepConv(nn.Module):
         return kernels.linear(self.act2(x), self.pwconv2)
 
 
+@TOKEN_MIXERS.register_module()
 class Attention(nn.Module):
     """Multi-head self-attention over all H*W positions (MetaFormer baselines' definition).
 
@@ -136,6 +142,7 @@ class Attention(nn.Module):
         return 4 * batch * self.num_heads * n * n * elem
 
 
+@TOKEN_MIXERS.register_module()
 class RandomMixing(nn.Module):
     """RandFormer's mixer: a frozen random row-stochastic matrix mixes the tokens.
 
@@ -188,26 +195,14 @@ class RandomMixing(nn.Module):
         return f'grid={self.grid}x{self.grid}'
 
 
-TOKEN_MIXERS = {
-    'Pooling': Pooling,
-    'Identity': IdentityMixer,
-    'DWConv': DWConv,
-    'SepConv': SepConv,
-    'Attention': Attention,
-    'RandomMixing': RandomMixing,
-}
-
-
 def build_token_mixer(cfg: dict, dim: int) -> nn.Module:
-    """Build a token mixer from ``dict(type=NAME, **kwargs)`` for ``dim`` channels."""
-    if not isinstance(cfg, dict) or 'type' not in cfg:
-        raise TypeError(f'a token mixer config must be a dict with a "type" key, got {cfg!r}')
-    cfg = dict(cfg)
-    mixer_type = cfg.pop('type')
-    if mixer_type not in TOKEN_MIXERS:
-        raise KeyError(f'unknown token mixer {mixer_type!r}; valid mixers: '
-                       f'{", ".join(sorted(TOKEN_MIXERS))}')
+    """Build a token mixer from ``dict(type=NAME, **kwargs)`` for ``dim`` channels.
+
+    NAME is looked up in ``mmpoolformer.registry.TOKEN_MIXERS``; the mixer's class gets
+    ``dim`` and the kwargs.
+    """
+    cls, kwargs = lookup(TOKEN_MIXERS, cfg, 'token mixer')
     try:
-        return TOKEN_MIXERS[mixer_type](dim=dim, **cfg)
+        return cls(dim=dim, **kwargs)
     except TypeError as e:
-        raise TypeError(f'bad token mixer config {dict(type=mixer_type, **cfg)}: {e}') from None
+        raise TypeError(f'bad token mixer config {dict(cfg)}: {e}') from None
