@@ -11,7 +11,7 @@ The metric defaults to the first of coco/bbox_mAP, coco/segm_mAP, mIoU, aAcc tha
 logged. Evaluations are plotted at the iteration where they ran: mmengine logs them with
 the epoch as their step (0 for iteration-based loops), so the last training iteration
 logged before them is used. TensorBoard reads the same scalars when the config turns on
-mmengine's TensorboardVisBackend (see the README, "Tools").
+mmengine's TensorboardVisBackend (see docs/tools.md).
 """
 import argparse
 import glob

@@ -5,6 +5,7 @@ MetaFormer code: the channel MLP and LayerNorm act on the last axis; the kernels
 convolutions and pooling on that memory in the layout each device is proved right on.
 Outputs are returned as (B, C, H, W) tensors, as every mmdet/mmseg neck expects.
 """
+from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
 import torch
@@ -139,37 +140,91 @@ def _per_stage(value, num_stages: int, name: str) -> list:
     return [value] * num_stages
 
 
+# The convolutions between stages, the same in every family (the official definitions).
+STEM = dict(kernel_size=7, stride=4, padding=2)
+DOWNSAMPLE = dict(kernel_size=3, stride=2, padding=1)
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """What makes a MetaFormer family, stated once per backbone class.
+
+    Layer scale comes from the arch's ``layer_scale_init_value`` (families without it in
+    their ``arch_settings`` have none).
+    """
+    token_mixers: Union[dict, tuple]  # one config for all stages, or one per stage
+    norm_cfg: dict  # the blocks' norms
+    act_cfg: dict  # the channel MLPs' activation
+    mlp_bias: bool
+    res_scale_init_values: tuple = (None, None, None, None)
+    stem_norm: Optional[dict] = None  # after the stem convolution
+    downsample_norm: Optional[dict] = None  # before each downsampling convolution
+    out_norm_cfg: Optional[dict] = None  # None: the blocks' norm
+    mlp_ratio: float = 4
+
+
+def resolve_arch(arch, settings: dict, family: str) -> dict:
+    """Return the arch dict for a name in ``settings`` or a user dict with the same keys."""
+    if isinstance(arch, str):
+        if arch not in settings:
+            raise KeyError(f'unknown {family} arch {arch!r}; valid archs: '
+                           f'{", ".join(settings)} (or a dict with keys '
+                           f'{", ".join(next(iter(settings.values())))})')
+        return dict(settings[arch])
+    if isinstance(arch, dict):
+        required = set(next(iter(settings.values())))
+        missing, extra = required - set(arch), set(arch) - required
+        if missing or extra:
+            raise KeyError(f'a custom {family} arch dict needs exactly the keys '
+                           f'{sorted(required)}; missing {sorted(missing)}, '
+                           f'unknown {sorted(extra)}')
+        return dict(arch)
+    raise TypeError(f'arch must be a name ({", ".join(settings)}) or a dict, got {arch!r}')
+
+
+def _with_pool_size(mixers, pool_size: int, family: str):
+    """The mixer configs with ``pool_size`` set on every Pooling mixer."""
+    as_list = list(mixers) if isinstance(mixers, (list, tuple)) else [mixers]
+    if not any(isinstance(m, dict) and m.get('type') == 'Pooling' for m in as_list):
+        raise ValueError(f'pool_size={pool_size!r} applies to Pooling mixers, and this '
+                         f'{family} has none: {mixers}')
+    out = [dict(m, pool_size=pool_size) if isinstance(m, dict) and m.get('type') == 'Pooling'
+           else m for m in as_list]
+    return out if isinstance(mixers, (list, tuple)) else out[0]
+
+
 class MetaFormer(BaseModule):
     """A MetaFormer backbone for dense prediction: a multi-scale feature pyramid.
 
-    Stage i works at stride 4 * 2**i. Every requested output (``out_indices``) has its own
-    norm, built from ``out_norm_cfg``; outputs that are not requested have no norm, so
-    every parameter receives a gradient (DDP needs no ``find_unused_parameters``).
+    The one constructor of every family: a subclass states its sizes (``arch_settings``)
+    and its ``family`` (:class:`FamilySpec`), nothing else. Stage i works at stride
+    4 * 2**i. Every requested output (``out_indices``) has its own norm; outputs that are
+    not requested have none, so every parameter receives a gradient (DDP needs no
+    ``find_unused_parameters``). Arguments left at None take the family's value.
 
     Args:
-        layers (Sequence[int]): Blocks per stage.
-        embed_dims (Sequence[int]): Channels per stage.
-        token_mixers (dict | Sequence[dict]): Mixer config for all stages or per stage.
-        mlp_ratios (float | Sequence[float]): MLP expansion, for all stages or per stage.
-        norm_cfg (dict | Sequence[dict]): Norm inside the blocks, for all or per stage.
-        act_cfg (dict): Activation of the channel MLPs.
-        layer_scale_init_values (float | None | Sequence): Layer-scale init per stage.
-        res_scale_init_values (float | None | Sequence): Res-scale init per stage.
-        mlp_bias (bool): Biases in the MLPs.
+        arch (str | dict, optional): A name from ``arch_settings`` (default: the first) or
+            a dict with the same keys.
+        token_mixers (dict | Sequence[dict], optional): Mixer config (a type of
+            ``mmpoolformer.registry.TOKEN_MIXERS``) for all stages or one per stage.
+        pool_size (int, optional): Window of the Pooling mixers (odd; theirs is 3).
         in_channels (int): Channels of the input image. Defaults to 3.
-        stem (dict): kernel_size/stride/padding of the stem conv, and optional
-            ``post_norm`` config.
-        downsample (dict): kernel_size/stride/padding of the downsampling convs and an
-            optional ``pre_norm`` config.
-        out_indices (Sequence[int]): Stages whose outputs are returned, 0..num_stages-1
-            (negative indices count from the end).
-        out_norm_cfg (dict): Norm applied to each returned output.
-        frozen_stages (int): -1 freezes nothing; k >= 0 freezes the stem and stages
-            0..k-1 (their downsampling and output norms included): no gradients, eval mode.
+        out_indices (Sequence[int]): Stages whose outputs are returned, 0..3 (negative
+            indices count from the end). Defaults to (0, 1, 2, 3): strides 4, 8, 16, 32.
+        frozen_stages (int): -1 (default) freezes nothing; k >= 0 freezes the stem and
+            stages 0..k-1 (their downsampling and output norms included): no gradients,
+            eval mode.
         norm_eval (bool): Keep BatchNorm layers in eval mode while training.
         with_cp (bool): Activation checkpointing of every block.
-        drop_rate (float): Dropout in the MLPs.
+        drop_rate (float): Dropout in the MLPs. Defaults to 0.
         drop_path_rate (float): Stochastic depth, ramped linearly over all blocks.
+        norm_cfg (dict | Sequence[dict], optional): The blocks' norms, for all stages or
+            per stage (a type of ``NORM_LAYERS``).
+        act_cfg (dict, optional): The channel MLPs' activation.
+        out_norm_cfg (dict, optional): Norm of each returned output (None: the family's,
+            which for PoolFormer is ``norm_cfg``).
+        res_scale_init_values (Sequence, optional): Res-scale init per stage (None: no res
+            scale in that stage).
         quadratic_memory_limit (float, optional): GiB that the (N, N) tensors of attention
             with dropout or random mixing may take; None (default): the memory available
             on the input's device when the forward starts. Inputs above it are refused
@@ -178,94 +233,102 @@ class MetaFormer(BaseModule):
             prefix=None)`` loads ImageNet weights (see ``init_weights``).
     """
 
+    arch_settings: dict = {}
+    family: Optional[FamilySpec] = None
+
     def __init__(self,
-                 layers: Sequence[int],
-                 embed_dims: Sequence[int],
-                 token_mixers: Union[dict, Sequence[dict]],
-                 mlp_ratios: Union[float, Sequence[float]] = 4,
-                 norm_cfg: Union[dict, Sequence[dict]] = dict(type='GN', num_groups=1),
-                 act_cfg: dict = dict(type='GELU'),
-                 layer_scale_init_values=None,
-                 res_scale_init_values=None,
-                 mlp_bias: bool = True,
+                 arch: Union[str, dict, None] = None,
+                 token_mixers: Union[dict, Sequence[dict], None] = None,
+                 pool_size: Optional[int] = None,
                  in_channels: int = 3,
-                 stem: dict = dict(kernel_size=7, stride=4, padding=2),
-                 downsample: dict = dict(kernel_size=3, stride=2, padding=1),
                  out_indices: Sequence[int] = (0, 1, 2, 3),
-                 out_norm_cfg: dict = dict(type='GN', num_groups=1),
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  drop_rate: float = 0.,
                  drop_path_rate: float = 0.,
+                 norm_cfg: Union[dict, Sequence[dict], None] = None,
+                 act_cfg: Optional[dict] = None,
+                 out_norm_cfg: Optional[dict] = None,
+                 res_scale_init_values: Optional[Sequence] = None,
                  quadratic_memory_limit: Optional[float] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        num_stages = len(layers)
-        if len(embed_dims) != num_stages:
-            raise ValueError(f'layers has {num_stages} stages but embed_dims has '
-                             f'{len(embed_dims)}')
-        self.num_stages = num_stages
-        self.embed_dims = list(embed_dims)
-        self.out_indices = self._check_out_indices(out_indices, num_stages)
-        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_stages:
-            raise ValueError(f'frozen_stages must be an int from -1 (freeze nothing) to '
-                             f'{num_stages} (freeze all stages), got {frozen_stages!r}')
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
+        name, spec = type(self).__name__, self.family
+        if spec is None:
+            raise TypeError(f'{name} states no family: build one of the registered '
+                            f'backbones (PoolFormer, ConvFormer, ...)')
+        arch = next(iter(self.arch_settings)) if arch is None else arch
+        self.arch = resolve_arch(arch, self.arch_settings, name)
+        self.arch_name = arch if isinstance(arch, str) else 'custom'
+        layers, self.embed_dims = self.arch['layers'], list(self.arch['embed_dims'])
+        self.num_stages = len(layers)
+        if len(self.embed_dims) != self.num_stages:
+            raise ValueError(f'layers has {self.num_stages} stages but embed_dims has '
+                             f'{len(self.embed_dims)}')
+        self.out_indices = self._check_out_indices(out_indices, self.num_stages)
+        self.frozen_stages = self._check_frozen_stages(frozen_stages, self.num_stages)
         if not 0 <= drop_path_rate < 1 or not 0 <= drop_rate < 1:
             raise ValueError('drop_rate and drop_path_rate must be in [0, 1), got '
                              f'{drop_rate} and {drop_path_rate}')
-
-        mixers = _per_stage(token_mixers, num_stages, 'token_mixers')
-        mlp_ratios = _per_stage(mlp_ratios, num_stages, 'mlp_ratios')
-        norm_cfgs = _per_stage(norm_cfg, num_stages, 'norm_cfg')
-        ls_inits = _per_stage(layer_scale_init_values, num_stages, 'layer_scale_init_values')
-        rs_inits = _per_stage(res_scale_init_values, num_stages, 'res_scale_init_values')
-
-        stem = dict(stem)
-        stem_norm = stem.pop('post_norm', None)
-        self.stem = Downsampling(
-            in_channels, embed_dims[0], **stem,
-            post_norm=build_norm(stem_norm, embed_dims[0]) if stem_norm else None)
-        self.min_input_size = stem['kernel_size'] - 2 * stem['padding']
+        self.norm_eval = norm_eval
         self.quadratic_memory_limit = quadratic_memory_limit
-
-        total = sum(layers)
-        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
-        downsample = dict(downsample)
-        down_norm = downsample.pop('pre_norm', None)
-        self._geometry = [(stem['kernel_size'], stem['stride'], stem['padding'])] + \
-            [(downsample['kernel_size'], downsample['stride'], downsample['padding'])] * \
-            (num_stages - 1)
-        self.stages = nn.ModuleList()
-        for i in range(num_stages):
-            dim = embed_dims[i]
-            if i == 0:
-                down = nn.Identity()
-            else:
-                down = Downsampling(
-                    embed_dims[i - 1], dim, **downsample,
-                    pre_norm=build_norm(down_norm, embed_dims[i - 1]) if down_norm else None)
-            first = sum(layers[:i])
-            blocks = [
-                MetaFormerBlock(
-                    dim, build_token_mixer(mixers[i], dim), mlp_ratios[i], norm_cfgs[i],
-                    act_cfg, drop=drop_rate, drop_path=rates[first + j],
-                    layer_scale_init_value=ls_inits[i],
-                    res_scale_init_value=rs_inits[i], mlp_bias=mlp_bias)
-                for j in range(layers[i])
-            ]
-            self.stages.append(MetaFormerStage(down, blocks, with_cp=with_cp))
-
+        mixers = spec.token_mixers if token_mixers is None else token_mixers
+        if pool_size is not None:
+            mixers = _with_pool_size(mixers, pool_size, name)
+        norm_cfg = spec.norm_cfg if norm_cfg is None else norm_cfg
+        out_norm_cfg = out_norm_cfg or spec.out_norm_cfg or norm_cfg
+        self._build_layers(
+            layers, in_channels, mixers, norm_cfg, spec.act_cfg if act_cfg is None else act_cfg,
+            spec.res_scale_init_values if res_scale_init_values is None
+            else res_scale_init_values, drop_rate, drop_path_rate, with_cp)
         self.out_norms = nn.ModuleDict(
-            {str(i): build_norm(out_norm_cfg, embed_dims[i]) for i in self.out_indices})
+            {str(i): build_norm(out_norm_cfg, self.embed_dims[i]) for i in self.out_indices})
         # Only attention and random mixing can need (N, N) tensors; without them the
         # forward skips the memory check altogether.
         self._has_quadratic_mixers = any(
             hasattr(block.token_mixer, 'quadratic_bytes')
             for stage in self.stages for block in stage.blocks)
         self._freeze_stages()
+
+    def _build_layers(self, layers, in_channels, mixers, norm_cfg, act_cfg, res_scale_inits,
+                      drop_rate, drop_path_rate, with_cp):
+        """The stem and the stages (downsampling + blocks) of the family."""
+        spec, n, dims = self.family, self.num_stages, self.embed_dims
+        mixers = _per_stage(mixers, n, 'token_mixers')
+        mlp_ratios = _per_stage(self.arch.get('mlp_ratios', spec.mlp_ratio), n, 'mlp_ratios')
+        norm_cfgs = _per_stage(norm_cfg, n, 'norm_cfg')
+        ls_inits = _per_stage(self.arch.get('layer_scale_init_value'), n,
+                              'layer_scale_init_values')
+        rs_inits = _per_stage(res_scale_inits, n, 'res_scale_init_values')
+        self.stem = Downsampling(in_channels, dims[0], **STEM, post_norm=build_norm(
+            spec.stem_norm, dims[0]) if spec.stem_norm else None)
+        self.min_input_size = STEM['kernel_size'] - 2 * STEM['padding']
+        self._geometry = [tuple(STEM.values())] + [tuple(DOWNSAMPLE.values())] * (n - 1)
+        total = sum(layers)
+        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+        self.stages = nn.ModuleList()
+        for i, dim in enumerate(dims):
+            down = nn.Identity() if i == 0 else Downsampling(
+                dims[i - 1], dim, **DOWNSAMPLE, pre_norm=build_norm(
+                    spec.downsample_norm, dims[i - 1]) if spec.downsample_norm else None)
+            first = sum(layers[:i])
+            blocks = [
+                MetaFormerBlock(
+                    dim, build_token_mixer(mixers[i], dim), mlp_ratios[i], norm_cfgs[i],
+                    act_cfg, drop=drop_rate, drop_path=rates[first + j],
+                    layer_scale_init_value=ls_inits[i], res_scale_init_value=rs_inits[i],
+                    mlp_bias=spec.mlp_bias)
+                for j in range(layers[i])
+            ]
+            self.stages.append(MetaFormerStage(down, blocks, with_cp=with_cp))
+
+    @staticmethod
+    def _check_frozen_stages(frozen_stages, num_stages) -> int:
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'frozen_stages must be an int from -1 (freeze nothing) to '
+                             f'{num_stages} (freeze all stages), got {frozen_stages!r}')
+        return frozen_stages
 
     @staticmethod
     def _check_out_indices(out_indices, num_stages):

@@ -204,3 +204,30 @@ def test_training_options(family):
         sum(o.sum() for o in model(x)).backward()
         grads.append(model.stages[2].blocks[0].norm1.weight.grad)
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_one_constructor_and_the_families_as_data():
+    """Every family is MetaFormer's constructor with a spec and sizes, stated once."""
+    from mmpoolformer.models import (
+        CAFormer,
+        ConvFormer,
+        IdentityFormer,
+        MetaFormer,
+        PoolFormer,
+        PoolFormerV2,
+        RandFormer,
+    )
+    families = [PoolFormer, PoolFormerV2, IdentityFormer, RandFormer, ConvFormer, CAFormer]
+    for cls in families:
+        assert '__init__' not in vars(cls) and cls.family is not None and cls.arch_settings
+    # The sizes are one table: PoolFormer's archs are the baselines' archs.
+    for name, size in IdentityFormer.arch_settings.items():
+        assert {k: PoolFormer.arch_settings[name][k] for k in size} == size
+    # A family's defaults are overridable by name, and a wrong combination is refused.
+    model = PoolFormer('s12', pool_size=5, out_indices=(3, ))
+    assert all(b.token_mixer.pool_size == 5 for s in model.stages for b in s.blocks)
+    with pytest.raises(ValueError, match='pool_size=5 applies to Pooling mixers, and this '
+                                         'ConvFormer has none'):
+        ConvFormer('s18', pool_size=5)
+    with pytest.raises(TypeError, match='states no family'):
+        MetaFormer()
