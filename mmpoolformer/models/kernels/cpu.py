@@ -17,7 +17,7 @@ from .portable import group_norm1_backward, group_norm1_forward
 
 # Native kernels that get channels-last views of the (B, H, W, C) features on the CPU:
 # proved forward and backward by the CPU parity suite, which CI runs on every change.
-# (avg_pool2d with count_include_pad=False is ~10x faster on them than on NCHW memory.)
+# (avg_pool2d with count_include_pad=False is much faster on them than on NCHW memory.)
 CHANNELS_LAST_VERIFIED = frozenset({'conv2d', 'avg_pool2d', 'group_norm', 'batch_norm'})
 
 
@@ -52,7 +52,7 @@ def linear_add(x2d, other2d, weight, bias):
 class _MkldnnLinear(torch.autograd.Function):
     """``F.linear`` on 2-D fp32 CPU tensors with oneDNN GEMMs where MKL is slow.
 
-    At PoolFormer's small channel counts (K = 64, 128) oneDNN's GEMM is ~2x faster than the
+    At PoolFormer's small channel counts (K = 64, 128) oneDNN's GEMM is faster than the
     ``addmm`` behind ``F.linear``; the input gradient is such a GEMM too. The weight
     gradient (K = number of tokens) stays a plain ``mm``.
     """
