@@ -15,7 +15,6 @@ Every path is checked against the official definitions by ``tests/test_models/
 test_parity.py`` on each device it runs on (``tools/device_check.sh`` on a CUDA machine).
 """
 import torch
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 
 from . import cpu, cuda, portable, reference
@@ -104,14 +103,9 @@ def group_norm(x: torch.Tensor, layer: torch.nn.GroupNorm) -> torch.Tensor:
         if layer.num_groups == 1:
             return portable.group_norm1(x, layer.weight, layer.bias, layer.eps,
                                         _channels_last_ok(x, 'group_norm'))
-        if _channels_last_ok(x, 'group_norm'):
-            weight, bias = layer.weight, layer.bias
-            if weight is not None and weight.dtype != x.dtype:
-                weight = weight.to(x.dtype)
-                bias = None if bias is None else bias.to(x.dtype)
-            out = F.group_norm(x.permute(0, 3, 1, 2), layer.num_groups, weight, bias,
-                               layer.eps)
-            return out.permute(0, 2, 3, 1)
+        fn = reference.group_norm_nchw(layer.num_groups, layer.weight, layer.bias,
+                                       layer.eps, x.dtype)
+        return nhwc_op(x, 'group_norm', fn)
     return reference.group_norm(x, layer.num_groups, layer.weight, layer.bias, layer.eps)
 
 

@@ -19,13 +19,17 @@ def avg_pool(x: torch.Tensor, pool_size: int) -> torch.Tensor:
                                              count_include_pad=False))
 
 
+def group_norm_nchw(num_groups: int, weight, bias, eps: float, dtype):
+    """``F.group_norm`` as a function of NCHW input, its fp32 parameters cast to ``dtype``
+    (autocast keeps parameters fp32)."""
+    weight = None if weight is None else weight.to(dtype)
+    bias = None if bias is None else bias.to(dtype)
+    return lambda t: F.group_norm(t, num_groups, weight, bias, eps)
+
+
 def group_norm(x: torch.Tensor, num_groups: int, weight, bias, eps: float) -> torch.Tensor:
     """``F.group_norm`` of (B, H, W, C) x (fp32 parameters cast to x's dtype)."""
-    if weight is not None and weight.dtype != x.dtype:  # autocast keeps parameters fp32
-        weight = weight.to(x.dtype)
-    if bias is not None and bias.dtype != x.dtype:
-        bias = bias.to(x.dtype)
-    return nhwc_op(x, lambda t: F.group_norm(t, num_groups, weight, bias, eps))
+    return nhwc_op(x, group_norm_nchw(num_groups, weight, bias, eps, x.dtype))
 
 
 def linear(x: torch.Tensor, layer: torch.nn.Linear) -> torch.Tensor:
