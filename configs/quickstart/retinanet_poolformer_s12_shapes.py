@@ -1,17 +1,35 @@
 # The quickstart: configs/retinanet_poolformer_s12.py on the synthetic shapes dataset,
-# trainable on a 2-core CPU in 15 minutes (tools/quickstart.sh trains it with --amp).
-# Changed: data paths, image scale, class count and schedule (configs/quickstart/_base_/).
-# The backbone starts from scratch because no checkpoint can be downloaded on an offline
-# machine; with internet, drop `init_cfg=None` to start from ImageNet weights.
+# trainable on a 2-core CPU in about 8 minutes (tools/quickstart.sh trains it with --amp).
+# Changed: data paths, image scale, class count (configs/quickstart/_base_/) and the recipe
+# below. The backbone starts from scratch because no checkpoint can be downloaded on an
+# offline machine; with internet, drop `init_cfg=None` to start from ImageNet weights.
 _base_ = ['../retinanet_poolformer_s12.py', './_base_/shapes_detection.py']
 
-model = dict(backbone=dict(init_cfg=None), bbox_head=dict(num_classes=3))
+# The recipe (issue 16: mAP >= 0.6 for every seed). With COCO's 256-channel FPN and head and
+# 1500 iterations, the classification loss stalled on some seeds (bbox mAP 0.73 / 0.52 /
+# 0.29 for seeds 0 / 1 / 2). A 128-channel FPN and head make a CPU step ~40% cheaper, so
+# about the same minutes buy 2400 iterations. Anchors sized for these objects (21-72 px at
+# 192 px) replace COCO's: octave base scale 3 on strides 8-32 gives 24-152 px, and the
+# stride-64/128 levels, whose anchors exceed every object, are dropped. The training loss
+# then falls on every seed, but held-out images still got wrong classes at scores 0.3-0.8:
+# vertical and 180-degree flips (each shape stays its class) and AdamW's usual weight
+# decay of 0.05 (was 1e-4) close that gap.
+_iters = 2400
+model = dict(
+    backbone=dict(init_cfg=None),
+    neck=dict(out_channels=128, num_outs=3),
+    bbox_head=dict(
+        num_classes=3,
+        in_channels=128,
+        feat_channels=128,
+        anchor_generator=dict(octave_base_scale=3, strides=[8, 16, 32])))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='Resize', scale={{_base_.shapes_scale}}, keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
+    dict(type='RandomFlip', prob=[0.25, 0.25, 0.25],
+         direction=['horizontal', 'vertical', 'diagonal']),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
@@ -36,10 +54,17 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file={{_base_.shapes_val_ann}})
 test_evaluator = val_evaluator
 
-train_cfg = {{_base_.shapes_train_cfg}}
-optim_wrapper = {{_base_.shapes_optim_wrapper}}
-param_scheduler = {{_base_.shapes_param_scheduler}}
-default_hooks = {{_base_.shapes_default_hooks}}
+train_cfg = dict(
+    _delete_=True, type='IterBasedTrainLoop', max_iters=_iters, val_interval=_iters)
+optim_wrapper = dict(
+    optimizer=dict(lr=1e-3, weight_decay=0.05), clip_grad=dict(max_norm=10, norm_type=2))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=_iters, eta_min=1e-5)
+]
+default_hooks = dict(
+    logger=dict(interval=50),
+    checkpoint=dict(by_epoch=False, interval=_iters, max_keep_ckpts=2))
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)
 auto_scale_lr = dict(base_batch_size=4)

@@ -1,5 +1,6 @@
 # What the detection quickstarts share: the synthetic shapes data in COCO's layout
-# (python tools/dataset_converters/make_shapes.py data/shapes) and a CPU-sized schedule.
+# (python tools/dataset_converters/make_shapes.py data/shapes) and a CPU-sized schedule
+# (the RetinaNet quickstart sets its own, longer one).
 # Only uniquely named variables: a config may not get the same key from two bases, so the
 # quickstart configs, which also inherit a real config, pick these up as {{_base_.name}}.
 shapes_data_root = 'data/shapes/coco/'
