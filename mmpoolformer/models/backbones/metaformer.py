@@ -424,7 +424,11 @@ class MetaFormer(BaseModule):
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in self.out_indices:
-                outs.append(self.out_norms[str(i)](x).permute(0, 3, 1, 2))
+                # Contiguous NCHW, the layout every mmdet/mmseg neck and head is written
+                # for: a channels-last view would reach native kernels that ignore strides
+                # (mmcv 2.1's RoIAlign reads data_ptr() as NCHW: Mask R-CNN pooled
+                # scrambled features until this copy).
+                outs.append(self.out_norms[str(i)](x).permute(0, 3, 1, 2).contiguous())
         return tuple(outs)
 
     # ------------------------------------------------------------------ training state

@@ -152,6 +152,34 @@ def test_odd_input_sizes(family, size):
     assert all(torch.isfinite(o).all() for o in outs)
 
 
+@pytest.mark.parametrize('family', parity_families)
+def test_outputs_are_contiguous_nchw(family):
+    """Necks and heads get plain NCHW memory, whatever the input's layout: mmcv 2.1's
+    RoIAlign, for one, reads data_ptr() as NCHW whatever the strides (Mask R-CNN pooled
+    scrambled features while the outputs were channels-last views)."""
+    model = build_ours(family, out_indices=(0, 1, 2, 3))
+    x = torch.randn(1, 3, *INPUT_SIZES[family])
+    for inputs in (x, x.contiguous(memory_format=torch.channels_last)):
+        outs = model(inputs)
+        assert len(outs) == 4 and all(o.is_contiguous() for o in outs)
+
+
+def test_mask_rcnn_roi_align_gets_contiguous_features():
+    """What Mask R-CNN's RoIAlign reads: the FPN keeps its input's memory format."""
+    import os.path as osp
+
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    cfg = Config.fromfile(osp.join(repo, 'configs/quickstart/mask_rcnn_poolformer_s12_shapes.py'))
+    model = MODELS.build(cfg.model).eval()
+    with torch.no_grad():
+        feats = model.extract_feat(torch.randn(1, 3, 64, 96))
+    assert all(f.is_contiguous() for f in feats)
+
+
 @pytest.mark.slow
 def test_caformer_at_detection_size():
     """Attention stages at the paper's detection input (1333 x 800, odd height)."""
