@@ -27,7 +27,8 @@ from .tool_helpers import REPO, load_tool, run
 
 S12 = PoolFormer.arch_settings['s12']
 QUICKSTART = {
-    'retinanet': 'configs/quickstart/retinanet_poolformer_s12_shapes.py',
+    # The official RetinaNet checkpoints have COCO's 256-channel FPN and head.
+    'retinanet': 'tests/test_tools/configs/retinanet_poolformer_s12_shapes_coco_head.py',
     'mask_rcnn': 'configs/quickstart/mask_rcnn_poolformer_s12_shapes.py',
     'semantic_fpn': 'configs/quickstart/semantic_fpn_poolformer_s12_shapes.py',
 }
