@@ -5,7 +5,7 @@ from .version import __version__
 # weights_only unpickler; see mmpoolformer/checkpoint/safe_load.py.
 install_safe_globals()
 
-from . import engine, models  # noqa: E402,F401  (registers the backbones and wrappers)
+from . import engine, evaluation, models  # noqa: E402,F401  (registers backbones, wrappers, metrics)
 
 # Checkpoints (and every other local file mmengine writes) are replaced atomically.
 engine.install_atomic_local_backend()

@@ -12,6 +12,7 @@ import importlib
 
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
@@ -20,6 +21,7 @@ MODELS = Registry('model', parent=MMENGINE_MODELS, locations=['mmpoolformer.mode
 OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS,
                           locations=['mmpoolformer.engine'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['mmpoolformer.engine'])
+METRICS = Registry('metric', parent=MMENGINE_METRICS, locations=['mmpoolformer.evaluation'])
 
 # The MetaFormer plugs: children of MODELS, so a user's module registers a token mixer, a
 # norm or an activation with ``@TOKEN_MIXERS.register_module()`` (loaded through a config's

@@ -33,7 +33,11 @@ val_dataloader = dict(
     dataset=dict(data_root={{_base_.shapes_data_root}},
                  metainfo={{_base_.shapes_metainfo}}, pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file={{_base_.shapes_val_ann}})
+val_evaluator = [
+    dict(type='CocoMetric', ann_file={{_base_.shapes_val_ann}}, metric=['bbox', 'segm'],
+         format_only=False),
+    {{_base_.shapes_drawn_metric}}
+]
 test_evaluator = val_evaluator
 
 train_cfg = {{_base_.shapes_train_cfg}}

@@ -72,9 +72,13 @@ def check_datasets(cfg, splits=('train', 'val')):
         loader = cfg.get(f'{split}_dataloader')
         if not loader or (split == 'val' and not cfg.get('val_cfg')):
             continue
+        evaluators = cfg.get(f'{split}_evaluator') or []
+        if not isinstance(evaluators, (list, tuple)):  # one metric, or a list of them
+            evaluators = [evaluators]
+        ann_files = [e['ann_file'] for e in evaluators
+                     if isinstance(e, dict) and isinstance(e.get('ann_file'), str)]
         for dataset in walk_dataset_cfgs(loader.get('dataset')):
-            ann_file = (cfg.get(f'{split}_evaluator') or {}).get('ann_file')
-            for path in _paths(dataset) + ([ann_file] if isinstance(ann_file, str) else []):
+            for path in _paths(dataset) + ann_files:
                 if '://' in path or osp.exists(path):
                     continue
                 kind = _kind(cfg, str(dataset.get('type', '')))

@@ -27,8 +27,9 @@ def det_options(root, iters=2):
         f'train_dataloader.dataset.data_root={data_root}',
         f'val_dataloader.dataset.data_root={data_root}',
         f'test_dataloader.dataset.data_root={data_root}',
-        f'val_evaluator.ann_file={data_root}annotations/instances_val2017.json',
-        f'test_evaluator.ann_file={data_root}annotations/instances_val2017.json',
+        # The detection quickstarts evaluate with [CocoMetric, DetectionErrorMetric].
+        *(f'{split}_evaluator.{i}.ann_file={data_root}annotations/instances_val2017.json'
+          for split in ('val', 'test') for i in (0, 1)),
         f'train_dataloader.dataset.pipeline.2.scale={scale}',
         f'val_dataloader.dataset.pipeline.1.scale={scale}',
         f'test_dataloader.dataset.pipeline.1.scale={scale}',

@@ -8,6 +8,8 @@ import json
 import os.path as osp
 import sys
 
+DRAWN = 'drawn/'  # the prefix of mmpoolformer.DetectionErrorMetric's counts
+
 
 def load_scalars(work_dir):
     """All records of the newest run's vis_data/scalars.json under WORK_DIR."""
@@ -28,9 +30,12 @@ def summarise(records, metric):
     for r in train:
         total += r['time'] * (r['iter'] - prev)
         prev = r['iter']
+    drawn = {k[len(DRAWN):]: v for k, v in (evals[-1] if evals else {}).items()
+             if k.startswith(DRAWN)}
     return dict(iters=train[-1]['iter'], train_minutes=total / 60,
                 sec_per_iter=total / train[-1]['iter'],
-                final_metric=evals[-1][metric] if evals else None, metric=metric)
+                final_metric=evals[-1][metric] if evals else None, metric=metric,
+                drawn=drawn)
 
 
 def main(argv=None):
@@ -45,6 +50,13 @@ def main(argv=None):
     metric = 'n/a' if s['final_metric'] is None else f"{s['final_metric']:.3f}"
     print(f"{s['iters']} iterations, {s['train_minutes']:.1f} min of training, "
           f"{s['sec_per_iter']:.2f} s/iter, {s['metric']} = {metric}")
+    d = s['drawn']
+    if d:
+        print(f"boxes drawn at score >= {d['score_thr']:g} on the validation images: "
+              f"{d['correct']} correct; errors: {d['wrong_class']} wrong class, "
+              f"{d['duplicate']} duplicate, "
+              f"{d['background']} on background, {d['missed']} objects missed "
+              f"({d['images_with_errors']} images with any error)")
     return s
 
 

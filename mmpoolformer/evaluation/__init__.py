@@ -1,0 +1,3 @@
+from .detection_errors import DetectionErrorMetric, count_errors
+
+__all__ = ['DetectionErrorMetric', 'count_errors']
