@@ -17,10 +17,10 @@ _base_ = ['../retinanet_poolformer_s12.py', './_base_/shapes_detection.py']
 # the objects, on training images as much as on held-out ones: the anchors that found an
 # object gave the right class ~0.9 and another class 0.3-0.5. Focal loss with gamma 2
 # barely penalises a negative at 0.3-0.5, and it has only ~7k anchors to balance here
-# (COCO's RetinaNet: ~100k), so gamma 1 suppresses those scores (gamma < 1 is unsafe: the
-# gradient of (1 - p)^gamma is unbounded as p -> 1; 0.5 diverged to NaN). The shapes never
-# overlap (the generator keeps 2 px between boxes), so boxes that overlap at IoU >= 0.3
-# are one object: class-agnostic NMS keeps its most confident class.
+# (COCO's RetinaNet: ~100k), so gamma 1 suppresses those scores (gamma 0 did about as well;
+# between 0 and 1 the gradient of (1 - p)^gamma is unbounded as p -> 1: 0.5 diverged to
+# NaN). The shapes never overlap (the generator keeps 2 px between boxes), so boxes that
+# overlap at IoU >= 0.3 are one object: class-agnostic NMS keeps its most confident class.
 _iters = 2400
 model = dict(
     backbone=dict(init_cfg=None),
