@@ -1,8 +1,9 @@
 """tools/analysis/quickstart_report.py: time, s/iter, mAP and what the pictures show."""
+import json
+
 import pytest
 from pycocotools.coco import COCO
 
-from .test_plot_logs import write_run
 from .tool_helpers import ITERS, load_tool, run, trained_run
 
 
@@ -15,10 +16,15 @@ def test_summary_of_logged_scalars(tool, tmp_path, capsys):
     drawn = {'drawn/correct': 7, 'drawn/duplicate': 1, 'drawn/wrong_class': 2,
              'drawn/background': 0, 'drawn/missed': 3, 'drawn/errors': 6,
              'drawn/images_with_errors': 4, 'drawn/score_thr': 0.3}
-    write_run(tmp_path, '20260101_000000', [(60, 1.0, 0.1), (120, 0.5, 0.1)],
-              val=[{'coco/bbox_mAP': 0.5, **drawn}])
+    # As mmengine's LocalVisBackend writes them for an iteration-based loop: training
+    # records carry 'iter' and the mean 'time' of their logging window.
+    folder = tmp_path / '20260101_000000' / 'vis_data'
+    folder.mkdir(parents=True)
+    records = [dict(loss=1.0, time=0.5, iter=60, step=60),
+               dict(loss=0.5, time=0.5, iter=120, step=120),
+               {'coco/bbox_mAP': 0.5, **drawn, 'step': 120}]
+    (folder / 'scalars.json').write_text(''.join(json.dumps(r) + '\n' for r in records))
     s = tool.main([str(tmp_path)])
-    # write_run logs time 0.5 s per iteration.
     assert s['iters'] == 120 and s['sec_per_iter'] == pytest.approx(0.5)
     assert s['train_minutes'] == pytest.approx(1.0) and s['final_metric'] == 0.5
     out = capsys.readouterr().out
