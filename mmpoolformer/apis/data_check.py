@@ -66,17 +66,22 @@ def _kind(cfg, dataset_type):
     return 'ade'
 
 
+def _evaluator_ann_files(cfg, split):
+    """The ann_file of each metric of ``{split}_evaluator`` (one metric or a list)."""
+    evaluators = cfg.get(f'{split}_evaluator') or []
+    if not isinstance(evaluators, (list, tuple)):
+        evaluators = [evaluators]
+    return [e['ann_file'] for e in evaluators
+            if isinstance(e, dict) and isinstance(e.get('ann_file'), str)]
+
+
 def check_datasets(cfg, splits=('train', 'val')):
     """Raise DatasetNotFoundError naming the first missing path and how to get the data."""
     for split in splits:
         loader = cfg.get(f'{split}_dataloader')
         if not loader or (split == 'val' and not cfg.get('val_cfg')):
             continue
-        evaluators = cfg.get(f'{split}_evaluator') or []
-        if not isinstance(evaluators, (list, tuple)):  # one metric, or a list of them
-            evaluators = [evaluators]
-        ann_files = [e['ann_file'] for e in evaluators
-                     if isinstance(e, dict) and isinstance(e.get('ann_file'), str)]
+        ann_files = _evaluator_ann_files(cfg, split)
         for dataset in walk_dataset_cfgs(loader.get('dataset')):
             for path in _paths(dataset) + ann_files:
                 if '://' in path or osp.exists(path):
@@ -243,10 +248,7 @@ def _annotation_files(cfg):
         for dataset in walk_dataset_cfgs((cfg.get(f'{split}_dataloader') or {}).get('dataset')):
             if dataset.get('ann_file'):
                 found.append(_join(dataset.get('data_root') or '', dataset['ann_file']))
-        evaluators = cfg.get(f'{split}_evaluator') or []
-        for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
-            if isinstance(evaluator, dict) and isinstance(evaluator.get('ann_file'), str):
-                found.append(evaluator['ann_file'])
+        found += _evaluator_ann_files(cfg, split)
     return [p for p in dict.fromkeys(found) if p.endswith('.json') and osp.isfile(p)]
 
 

@@ -18,6 +18,7 @@ images with any error; ``score_thr`` is reported with the counts.
 from typing import Optional, Sequence
 
 import numpy as np
+import torch
 from mmengine.evaluator import BaseMetric
 from mmengine.fileio import get_local_path
 from mmengine.logging import MMLogger
@@ -27,20 +28,10 @@ from ..registry import METRICS
 KINDS = ('correct', 'duplicate', 'wrong_class', 'background', 'missed')
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of (N, 4) and (M, 4) boxes in x1, y1, x2, y2 (continuous coordinates)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
 def count_errors(pred_boxes, pred_scores, pred_labels, gt_boxes, gt_labels,
                  score_thr: float = 0.3, iou_thr: float = 0.5) -> dict:
     """Counts of ``KINDS`` for one image (see the module docstring)."""
+    from mmdet.structures.bbox import bbox_overlaps  # mmdet only when a metric runs
     counts = dict.fromkeys(KINDS, 0)
     keep = np.asarray(pred_scores) >= score_thr
     order = np.argsort(-np.asarray(pred_scores)[keep], kind='stable')
@@ -49,7 +40,7 @@ def count_errors(pred_boxes, pred_scores, pred_labels, gt_boxes, gt_labels,
     gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
     gt_labels = np.asarray(gt_labels)
     found = np.zeros(len(gt_boxes), dtype=bool)
-    ious = box_iou(boxes, gt_boxes) if len(gt_boxes) else np.zeros((len(boxes), 0))
+    ious = bbox_overlaps(torch.from_numpy(boxes), torch.from_numpy(gt_boxes)).numpy()
     for i, label in enumerate(labels):
         j = int(np.argmax(ious[i])) if ious.shape[1] else -1
         if j < 0 or ious[i, j] < iou_thr:
