@@ -4,10 +4,12 @@
 #
 #   bash tools/device_check.sh [--device cuda|cpu] [--quick]
 #
-# Needs only torch, pytest and this package (with mmengine and mmcv's Python parts on
-# PYTHONPATH; ../shared/device/make_carry.sh prepares them as .device_site/). Logs go to
-# $OUT (or ./device_check_logs). --device cpu rehearses the same steps on the CPU (smaller
-# benchmark); --quick skips the benchmark. Exit status: non-zero if any step failed.
+# Needs torch, pytest and this package, with mmengine and mmcv's Python parts importable
+# (installed, or on PYTHONPATH): neither mmcv's compiled ops nor mmdet or mmseg. Python:
+# $PYTHON, else .venv/bin/python when it exists, else python (tools/_python.sh). Logs go
+# to $OUT (or ./device_check_logs). --device cpu rehearses the same steps on the CPU
+# (smaller benchmark); --quick skips the benchmark. Exit status: non-zero if any step
+# failed.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DEVICE=cuda
@@ -24,7 +26,8 @@ if [[ "$DEVICE" != cuda && "$DEVICE" != cpu ]]; then
 fi
 LOGS="${OUT:-device_check_logs}"
 mkdir -p "$LOGS"
-PY="${PYTHON:-python3}"
+source tools/_python.sh
+PY="$PYTHON"
 status=0
 "$PY" - "$DEVICE" <<'PY' 2>&1 | tee "$LOGS/device.txt" || exit 1
 import sys, torch

@@ -4,6 +4,11 @@
 # If a rank dies, torchrun stops the others and exits non-zero (within a second here).
 # A rank that hangs is detected by the process-group timeout: on CPU 300 s, or
 # MMPOOLFORMER_DIST_TIMEOUT=<seconds> (see mmpoolformer/apis/launch.py).
+# Python: $PYTHON, else .venv/bin/python when it exists, else python (tools/_python.sh).
+if [[ $# -lt 2 ]]; then
+  echo "usage: bash tools/dist_train.sh CONFIG NPROC [train.py args...]" >&2
+  exit 2
+fi
 CONFIG=$1
 NPROC=$2
 NNODES=${NNODES:-1}
@@ -11,7 +16,7 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PYTHON=${PYTHON:-python}
+source "$DIR/_python.sh"
 
 PYTHONPATH="$DIR/..":$PYTHONPATH \
 "$PYTHON" -m torch.distributed.run \
