@@ -1,13 +1,20 @@
-from .checkpoint import install_safe_globals
+"""Importing mmpoolformer (what a config's ``custom_imports`` does) changes three things for
+the whole process; the README's "What importing mmpoolformer changes" says how to opt out."""
+from .checkpoint import install_mmengine_loaders, install_safe_globals, replaces_mmengine_loaders
 from .version import __version__
 
-# Make mmengine's own checkpoints (resume, load_from, tools/test.py) loadable with torch's
-# weights_only unpickler; see mmpoolformer/checkpoint/safe_load.py.
+# 1. torch's weights_only unpickler accepts the few non-tensor types of mmengine's own
+#    checkpoints (HistoryBuffer, numpy arrays and scalars); see checkpoint/safe_load.py.
 install_safe_globals()
+# 2. mmengine loads local and http(s) checkpoints through mmpoolformer's loader:
+#    weights_only always, one-line errors, downloads checked before they are cached.
+#    MMPOOLFORMER_SAFE_LOAD=0 leaves mmengine's own loaders in place.
+if replaces_mmengine_loaders():
+    install_mmengine_loaders()
 
 from . import engine, evaluation, models  # noqa: E402,F401  (registers backbones, wrappers, metrics)
 
-# Checkpoints (and every other local file mmengine writes) are replaced atomically.
+# 3. Checkpoints (and every other local file mmengine writes) are replaced atomically.
 engine.install_atomic_local_backend()
 
 __all__ = ['__version__']

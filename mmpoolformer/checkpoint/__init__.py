@@ -1,9 +1,20 @@
 from .layouts import convert_state_dict, detect_layout
 from .loading import extract_state_dict, load_converted, load_pretrained
-from .safe_load import CheckpointError, install_safe_globals, load_checkpoint_file, safe_globals
+from .safe_load import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    UnsafeCheckpointError,
+    cache_path,
+    install_mmengine_loaders,
+    install_safe_globals,
+    load_checkpoint_file,
+    replaces_mmengine_loaders,
+    safe_globals,
+)
 
 __all__ = [
     'convert_state_dict', 'detect_layout', 'extract_state_dict', 'load_converted',
-    'load_pretrained', 'CheckpointError', 'install_safe_globals', 'load_checkpoint_file',
-    'safe_globals'
+    'load_pretrained', 'CheckpointError', 'CheckpointNotFoundError', 'UnsafeCheckpointError',
+    'cache_path', 'install_mmengine_loaders', 'install_safe_globals', 'load_checkpoint_file',
+    'replaces_mmengine_loaders', 'safe_globals'
 ]

@@ -8,22 +8,41 @@ message hub, numpy arrays and scalars in the meta), which makes ``--resume`` and
 allowlists exactly those types, in this one place. ``install_safe_globals`` is called when
 ``mmpoolformer`` is imported, so it is active in every load: ours, and mmengine's own
 (Runner resume/load_from), which call ``torch.load`` with the default ``weights_only``.
+A user's own types are allowlisted the same way, with
+``torch.serialization.add_safe_globals``: every load here honours it.
 
-It also routes mmengine's local checkpoint loader through ``load_checkpoint_file``. Two
-reasons: mmengine's loader leaves ``weights_only`` to torch's default, which the environment
-variable ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` turns off (an explicit ``weights_only=True``
-is not affected); and a refused, truncated or foreign file then gets the same one-line
-``CheckpointError`` on every path (``--resume``, ``load_from``, ``tools/test.py``, init_cfg).
-``check_checkpoint_file`` makes the same checks without reading the tensors, so that the
-tools refuse a bad file before they spend time building a model.
+``install_mmengine_loaders`` (also called on import, unless ``MMPOOLFORMER_SAFE_LOAD=0``)
+routes mmengine's local and http(s) checkpoint loaders through ``load_checkpoint_file``.
+Two reasons: mmengine's loaders leave ``weights_only`` to torch's default, which the
+environment variable ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` turns off (an explicit
+``weights_only=True`` is not affected); and a refused, truncated or foreign file then gets
+the same one-line ``CheckpointError`` on every path (``--resume``, ``load_from``,
+``tools/test.py``, init_cfg). ``check_checkpoint_file`` makes the same checks without
+reading the tensors, so that the tools refuse a bad file before they spend time building a
+model.
+
+A URL is downloaded once into torch hub's cache, ``<torch.hub.get_dir()>/checkpoints/``
+under the file name of the URL, the place and name that torch and mmengine use too. The
+download goes to a temporary file next to it and is moved into place only after it has been
+loaded: a cut-off or foreign download leaves nothing in the cache. A cached file that is
+not a readable checkpoint is removed and downloaded again, once.
 """
 import os
 import os.path as osp
 import pickle
 import re
+import tempfile
+from logging import WARNING
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
+from mmengine.logging import print_log
+
+# The environment variable that decides whether ``import mmpoolformer`` replaces mmengine's
+# checkpoint loaders (see ``replaces_mmengine_loaders``).
+SWITCH = 'MMPOOLFORMER_SAFE_LOAD'
+_README = 'README, "What importing mmpoolformer changes"'
 
 
 class CheckpointError(RuntimeError):
@@ -34,19 +53,31 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """The checkpoint path does not exist (also a FileNotFoundError)."""
 
 
+class UnsafeCheckpointError(CheckpointError):
+    """The file needs a type that is not allowlisted, which is what a pickle that runs code
+    looks like."""
+
+
+# Every numeric, bool, str and bytes dtype: numpy arrays in a checkpoint's meta.
+_NUMPY_DTYPES = ('BoolDType', 'Int8DType', 'Int16DType', 'Int32DType', 'Int64DType',
+                 'LongLongDType', 'UInt8DType', 'UInt16DType', 'UInt32DType', 'UInt64DType',
+                 'ULongLongDType', 'Float16DType', 'Float32DType', 'Float64DType',
+                 'LongDoubleDType', 'Complex64DType', 'Complex128DType', 'StrDType',
+                 'BytesDType')
+
+
 def _numpy_globals():
     multiarray = np.core.multiarray
-    items = [
-        (multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
-        (multiarray.scalar, 'numpy.core.multiarray.scalar'),
-        (np.ndarray, 'numpy.ndarray'),
-        (np.dtype, 'numpy.dtype'),
-    ]
-    # numpy >= 1.25 pickles a dtype through its class, e.g. numpy.dtypes.Float64DType.
+    items = [(np.ndarray, 'numpy.ndarray'), (np.dtype, 'numpy.dtype')]
+    # numpy 2 pickles as numpy._core.multiarray what numpy 1 pickles as numpy.core.multiarray.
+    for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+        items += [(multiarray._reconstruct, f'{module}._reconstruct'),
+                  (multiarray.scalar, f'{module}.scalar')]
+    # The unpickler sets the state of a dtype only if the dtype's class is allowlisted, e.g.
+    # numpy.dtypes.StrDType for an array of strings (numpy >= 1.25 has these classes).
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:
-        for name in ('Float64DType', 'Float32DType', 'Float16DType', 'Int64DType',
-                     'Int32DType', 'Int16DType', 'Int8DType', 'UInt8DType', 'BoolDType'):
+        for name in _NUMPY_DTYPES:
             cls = getattr(dtypes, name, None)
             if cls is not None:
                 items.append((cls, f'numpy.dtypes.{name}'))
@@ -77,40 +108,78 @@ def safe_globals():
 
 
 def install_safe_globals():
-    """Allowlist ``safe_globals()`` for every ``weights_only`` load in this process, and
-    make mmengine load local checkpoints through ``load_checkpoint_file``.
+    """Allowlist ``safe_globals()`` for every ``weights_only`` load in this process.
 
-    This is what ``import mmpoolformer`` calls; see the module docstring.
+    This only adds types that a load may create; it never refuses anything that loaded
+    before. ``import mmpoolformer`` calls it.
     """
     torch.serialization.add_safe_globals(safe_globals())
+
+
+def replaces_mmengine_loaders() -> bool:
+    """Whether ``import mmpoolformer`` calls ``install_mmengine_loaders``: yes unless the
+    environment variable ``MMPOOLFORMER_SAFE_LOAD`` is ``0``."""
+    value = os.environ.get(SWITCH, '1').strip()
+    if value not in ('0', '1', ''):
+        raise ValueError(f'{SWITCH} must be 1 (the default: mmengine loads checkpoints through '
+                         f'mmpoolformer\'s loader) or 0 (mmengine\'s own loaders), got {value!r}')
+    return value != '0'
+
+
+_installed = False
+
+
+def install_mmengine_loaders():
+    """Make mmengine load local and http(s) checkpoints through ``load_checkpoint_file``.
+
+    This is what mmengine's Runner (``resume``, ``load_from``), ``tools/test.py`` and
+    ``mmengine.runner.load_checkpoint`` use. ``import mmpoolformer`` calls it unless
+    ``MMPOOLFORMER_SAFE_LOAD=0``; see the module docstring.
+    """
+    global _installed
     from mmengine.runner.checkpoint import CheckpointLoader
 
     # '' is mmengine's scheme for local paths (the fallback of every other prefix).
     CheckpointLoader.register_scheme(prefixes='', loader=_mmengine_local_loader, force=True)
+    CheckpointLoader.register_scheme(prefixes=('http://', 'https://'),
+                                     loader=_mmengine_http_loader, force=True)
+    _installed = True
 
 
 def _mmengine_local_loader(filename, map_location):
-    return load_checkpoint_file(filename, map_location=map_location)
+    return _load(filename, map_location, _MMENGINE_HINT)
 
 
-# mmengine prints "Loads checkpoint by <name[10:]> backend": keep it reading "local".
+def _mmengine_http_loader(filename, map_location):
+    return _load(filename, map_location, _MMENGINE_HINT)
+
+
+# mmengine prints "Loads checkpoint by <name[10:]> backend": keep it reading "local"/"http".
 _mmengine_local_loader.__name__ = 'load_from_local'
+_mmengine_http_loader.__name__ = 'load_from_http'
+
+# What to do about a refused file that one trusts. The environment variables matter only
+# where mmengine loads the file (resume, load_from, tools/test.py).
+_HINT = ('Only if you trust this file: allowlist its type with '
+         'torch.serialization.add_safe_globals before loading it.')
+_MMENGINE_HINT = (f'Only if you trust this file: allowlist its type with '
+                  f'torch.serialization.add_safe_globals (e.g. in a module named in the '
+                  f'config\'s custom_imports), or load it with mmengine\'s own loader: '
+                  f'{SWITCH}=0 TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1, which can run code '
+                  f'({_README}).')
 
 
-def _local_path(filename: str) -> str:
-    if filename.startswith(('http://', 'https://')):
-        cache = osp.join(torch.hub.get_dir(), 'checkpoints')
-        os.makedirs(cache, exist_ok=True)
-        path = osp.join(cache, osp.basename(filename.split('?')[0]))
-        if not osp.exists(path):
-            try:
-                torch.hub.download_url_to_file(filename, path, progress=True)
-            except Exception as e:  # network errors come in many types
-                raise CheckpointError(f'could not download {filename}: {e}. Download it '
-                                      f'by hand and pass the local path instead.') from None
-        return path
-    _check_exists(filename)
-    return osp.expanduser(filename)
+def _is_url(filename: str) -> bool:
+    return filename.startswith(('http://', 'https://'))
+
+
+def cache_path(url: str) -> str:
+    """Where a URL's checkpoint is cached: ``<torch.hub.get_dir()>/checkpoints/<file name>``,
+    as torch and mmengine cache it (``torch.hub.get_dir()`` is ``$TORCH_HOME/hub``)."""
+    name = osp.basename(urlparse(url).path)
+    if not name:
+        raise CheckpointError(f'{url} names no file to download (its path ends in "/")')
+    return osp.join(torch.hub.get_dir(), 'checkpoints', name)
 
 
 def _check_exists(filename: str) -> None:
@@ -162,7 +231,7 @@ def _refusal_reason(message: str):
     return None
 
 
-def _torch_load(path: str, filename: str, **kwargs):
+def _torch_load(path: str, filename: str, hint: str = _HINT, **kwargs):
     """torch.load with ``weights_only=True``; every failure becomes one CheckpointError."""
     try:
         return torch.load(path, weights_only=True, **kwargs)
@@ -171,10 +240,10 @@ def _torch_load(path: str, filename: str, **kwargs):
         if reason is None:
             raise CheckpointError(f'{filename} is not a readable PyTorch checkpoint '
                                   f'(corrupt): {_first_line(e)}') from None
-        raise CheckpointError(
+        raise UnsafeCheckpointError(
             f'refused to load {filename}: it is not a plain-data checkpoint ({reason}). '
             f'mmpoolformer only unpickles tensors, containers and the allowlisted types '
-            f'of mmpoolformer.checkpoint.safe_load.safe_globals().') from None
+            f'of mmpoolformer.checkpoint.safe_globals(). {hint}') from None
     except EOFError:  # a legacy (pickle) checkpoint that was cut off
         raise CheckpointError(f'{filename} is not a readable PyTorch checkpoint: it is '
                               f'truncated (it ends inside its pickle)') from None
@@ -183,34 +252,110 @@ def _torch_load(path: str, filename: str, **kwargs):
                               f'another file format): {_first_line(e)}') from None
 
 
+def _read(path: str, filename: str, map_location, hint: str):
+    _check_container(path, filename)
+    return _torch_load(path, filename, hint, map_location=map_location)
+
+
+def _load_url(url: str, map_location, hint: str):
+    """The checkpoint at ``url``, from torch hub's cache or downloaded into it."""
+    path = cache_path(url)
+    if not osp.exists(path):
+        return _download(url, path, map_location, hint)
+    print_log(f'loading {url} from the cache: {path}', logger='current')
+    try:
+        return _read(path, f'{path} (the cached download of {url})', map_location, hint)
+    except UnsafeCheckpointError:
+        raise  # a whole file that is refused: downloading it again would not change that
+    except CheckpointError as e:
+        corrupt = str(e)
+    try:
+        os.remove(path)
+    except FileNotFoundError:  # another process removed it first
+        pass
+    print_log(f'{corrupt}. Removed it; downloading it again.', logger='current',
+              level=WARNING)
+    return _download(url, path, map_location, hint,
+                     note=f' (The cached {path} was not a readable checkpoint and has been '
+                          f'removed.)')
+
+
+def _download(url: str, path: str, map_location, hint: str, note: str = ''):
+    """Download ``url`` to a temporary file next to ``path``, load it, and only then move
+    it to ``path``: a failed, cut-off or refused download leaves nothing in the cache."""
+    directory = osp.dirname(path)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f'.{osp.basename(path)}.',
+                                   suffix='.download')
+    except OSError as e:
+        raise CheckpointError(f'cannot download {url} into torch hub\'s cache {directory}: '
+                              f'{e.strerror}. Set TORCH_HOME to a writable directory, or '
+                              f'give a local path instead of the URL.{note}') from None
+    os.close(fd)
+    try:
+        print_log(f'downloading {url} to {path}', logger='current')
+        try:
+            torch.hub.download_url_to_file(url, tmp, progress=True)
+        except Exception as e:  # network errors come in many types
+            raise CheckpointError(
+                f'could not download {url} to {path}: {_first_line(e)}. Check the URL and '
+                f'the connection, or put the file there by hand (README, "Offline use").'
+                f'{note}') from None
+        try:
+            checkpoint = _read(tmp, f'the download of {url}', map_location, hint)
+        except UnsafeCheckpointError as e:
+            raise UnsafeCheckpointError(f'{e} Nothing was saved to {path}.{note}') from None
+        except CheckpointError as e:
+            raise CheckpointError(f'{e}. Nothing was saved to {path}: run again to retry, or '
+                                  f'put the file there by hand (README, "Offline use").'
+                                  f'{note}') from None
+        os.replace(tmp, path)
+        return checkpoint
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+
+
+def _load(filename, map_location, hint):
+    filename = str(filename)
+    if _is_url(filename):
+        return _load_url(filename, map_location, hint)
+    _check_exists(filename)
+    return _read(osp.expanduser(filename), filename, map_location, hint)
+
+
 def load_checkpoint_file(filename: str, map_location='cpu'):
     """Load a checkpoint (local path or http(s) URL) with ``weights_only=True``.
+
+    A URL is read from torch hub's cache (``cache_path``), downloaded into it first if it
+    is not there; see the module docstring.
 
     Raises:
         CheckpointNotFoundError: the path does not exist (a CheckpointError and a
             FileNotFoundError).
-        CheckpointError: the file is truncated, not a checkpoint, or needs types that are
-            not allowlisted (which is what a pickle that tries to run code looks like).
+        UnsafeCheckpointError: the file needs types that are not allowlisted (which is what
+            a pickle that tries to run code looks like); a CheckpointError.
+        CheckpointError: the file is truncated or not a checkpoint, or the download failed.
     """
-    path = _local_path(str(filename))
-    _check_container(path, filename)
-    return _torch_load(path, filename, map_location=map_location)
+    return _load(filename, map_location, _HINT)
 
 
 def check_checkpoint_file(filename: str) -> None:
-    """Raise what ``load_checkpoint_file`` would, without reading the tensors.
+    """Raise what mmengine's load of ``filename`` would, without reading the tensors.
 
     For a quick check before minutes of building: the container is checked, and the
     pickle of a zip checkpoint is unpickled with the tensors memory-mapped (not read), so
-    an unsafe file is refused here. URLs are left to the load.
+    an unsafe file is refused here. With ``MMPOOLFORMER_SAFE_LOAD=0`` mmengine's own loader
+    decides what is safe, so only the container is checked. URLs are left to the load.
     """
     filename = str(filename)
-    if filename.startswith(('http://', 'https://')):
+    if _is_url(filename):
         return
     _check_exists(filename)
     path = osp.expanduser(filename)
-    if _check_container(path, filename):
-        _torch_load(path, filename, map_location='cpu', mmap=True)
+    if _check_container(path, filename) and _installed:
+        _torch_load(path, filename, _MMENGINE_HINT, map_location='cpu', mmap=True)
 
 
 def _first_line(error: BaseException) -> str:

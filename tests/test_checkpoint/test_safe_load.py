@@ -32,3 +32,22 @@ def test_getattr_in_a_pickle_reaches_only_history_buffer_statistics(tmp_path):
     with pytest.raises(CheckpointError, match=r"getattr\(HistoryBuffer, 'update'\) is not "
                                               r"allowed"):
         load_checkpoint_file(str(path))
+
+
+def test_numpy_2_pickles_load_too(tmp_path):
+    """A checkpoint saved with numpy 2 names numpy._core.multiarray where numpy 1 writes
+    numpy.core.multiarray; both are allowlisted."""
+    import io
+
+    import numpy as np
+    buffer = io.BytesIO()
+    state = {'meta': {'eta': np.float64(1.5), 'hist': np.arange(3), 'names': np.array(['a'])}}
+    torch.save(state, buffer, _use_new_zipfile_serialization=False)  # one plain pickle
+    data = buffer.getvalue()
+    for name in (b'_reconstruct', b'scalar'):
+        assert b'cnumpy.core.multiarray\n' + name in data
+    path = tmp_path / 'numpy2.pth'
+    path.write_bytes(data.replace(b'cnumpy.core.multiarray\n', b'cnumpy._core.multiarray\n'))
+    meta = load_checkpoint_file(str(path))['meta']
+    assert meta['eta'] == 1.5 and meta['hist'].tolist() == [0, 1, 2]
+    assert meta['names'].tolist() == ['a']
