@@ -2,6 +2,10 @@
 
     python tools/dataset_converters/make_shapes.py data/shapes [--num-train 400]
         [--num-val 50] [--size 256] [--seed 0] [--tasks det seg] [--force]
+
+det: COCO's layout under <root>/coco/, with boxes and instance masks (polygons and RLE), for
+RetinaNet and Mask R-CNN. seg: ADE20K's layout under <root>/ade/ADEChallengeData2016/, for
+Semantic FPN.
 """
 import argparse
 import os.path as osp
@@ -19,7 +23,9 @@ def main(argv=None):
     parser.add_argument('--num-val', type=int, default=50)
     parser.add_argument('--size', type=int, default=256, help='image side in pixels')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--tasks', nargs='+', choices=['det', 'seg'], default=['det', 'seg'])
+    parser.add_argument('--tasks', nargs='+', choices=['det', 'seg'], default=['det', 'seg'],
+                        help='det: COCO layout with boxes and instance masks (RetinaNet, '
+                             'Mask R-CNN); seg: ADE20K layout (Semantic FPN)')
     parser.add_argument('--force', action='store_true', help='regenerate if present')
     args = parser.parse_args(argv)
     if is_generated(args.root, args.tasks) and not args.force:
