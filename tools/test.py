@@ -1,7 +1,8 @@
 """Evaluate a checkpoint of a detector (mmdet) or segmentor (mmseg) config.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--show-dir DIR] [--show]
-                         [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.pkl | --out DIR]
+                         [--show-dir DIR] [--show] [--cfg-options k=v ...]
+                         [--launcher {none,pytorch,slurm,mpi}]
 """
 import argparse
 import os.path as osp
@@ -23,6 +24,9 @@ from mmpoolformer.checkpoint.safe_load import check_checkpoint_file  # noqa: E40
 def parse_args(argv=None):
     parser = add_common_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out', help='save the predictions, as mmdet\'s and mmseg\'s '
+                        'tools/test.py do: detection, a .pkl file (one dict per image); '
+                        'segmentation, a directory (one PNG class map per image)')
     parser.add_argument('--show', action='store_true', help='show predictions in a window')
     parser.add_argument('--show-dir', help='save pictures of every prediction in this '
                         'directory, relative to the work dir (for detection, as in mmdet, '
@@ -49,12 +53,45 @@ def trigger_visualization(cfg, args):
             cfg.visualizer['save_dir'] = osp.join(cfg.work_dir, args.show_dir)
 
 
+def add_prediction_dump(cfg, out):
+    """Make the test evaluator save the predictions to ``out``, as ``--out`` does in mmdet's
+    and mmseg's own tools/test.py: mmdet adds a ``DumpDetResults`` metric (a pickle), mmseg
+    gives its metrics an ``output_dir`` (one PNG per image). The metrics keep running.
+    """
+    scope = cfg.get('default_scope')
+    evaluator = cfg.test_evaluator
+    # test_evaluator is a metric, a list of metrics or an Evaluator dict with 'metrics'.
+    holder = evaluator if isinstance(evaluator, dict) and 'metrics' in evaluator else None
+    metrics = holder['metrics'] if holder is not None else evaluator
+    metrics = list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
+    if scope == 'mmdet':
+        if not out.endswith(('.pkl', '.pickle')):
+            sys.exit(f'ERROR: --out {out}: detection predictions are saved as a pickle; '
+                     'name a .pkl or .pickle file')
+        metrics.append(dict(type='DumpDetResults', out_file_path=out))
+    elif scope == 'mmseg':
+        if out.endswith(('.pkl', '.pickle')) or osp.isfile(out):
+            sys.exit(f'ERROR: --out {out}: segmentation predictions are saved as one PNG '
+                     'per image; name a directory')
+        for metric in metrics:
+            metric.update(output_dir=out, keep_results=True)
+    else:
+        sys.exit(f'ERROR: --out needs a detection (default_scope mmdet) or segmentation '
+                 f'(mmseg) config; this one has default_scope {scope!r}')
+    if holder is not None:
+        holder['metrics'] = metrics
+    else:
+        cfg.test_evaluator = metrics if len(metrics) > 1 else metrics[0]
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args)
     cfg.load_from = args.checkpoint
     if args.show or args.show_dir:
         trigger_visualization(cfg, args)
+    if args.out:
+        add_prediction_dump(cfg, args.out)
     # Bad input (data, checkpoint, model config) ends in one line naming it, before
     # anything is built where it can be checked cheaply, else when the Runner meets it.
     with exit_on_user_error(cfg):

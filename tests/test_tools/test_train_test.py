@@ -1,15 +1,21 @@
 """End-to-end runs of tools/train.py and tools/test.py on tiny generated data (CPU)."""
 import glob
+import json
 import os.path as osp
+import pickle
 import re
 import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+from mmengine.config import Config
+from PIL import Image
 
 from .conftest import SIZE
+from .tool_helpers import load_tool, trained_run
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -191,3 +197,121 @@ def test_a_config_whose_attention_cannot_fit_stops_before_training(shapes, tmp_p
     assert rc == 1 and 'Traceback' not in log, log[-3000:]
     assert re.search(r'ERROR: CAFormer: a batch of 2 at 800x1344 needs [\d.]+ GiB', log)
     assert 'checked at build time' in log and 'Epoch' not in log and 'Iter(train)' not in log
+
+
+@pytest.mark.slow
+def test_out_saves_the_detection_predictions_as_a_pickle(shapes, tmp_path, tmp_path_factory):
+    trained = trained_run('retinanet', shapes, tmp_path_factory)
+    out = tmp_path / 'preds' / 'retinanet.pkl'
+    rc, log = run('tools/test.py', trained['config'], str(trained['checkpoint']), '--out',
+                  str(out), '--work-dir', str(tmp_path / 'test'), '--cfg-options',
+                  *trained['options'])
+    assert rc == 0, log[-3000:]
+    # Both of the config's metrics still run next to the dump.
+    assert 'coco/bbox_mAP' in metrics(log) and 'drawn/correct' in log, log[-2000:]
+    with open(out, 'rb') as f:
+        preds = pickle.load(f)
+    ann = json.loads((shapes / 'coco/annotations/instances_val2017.json').read_text())
+    assert sorted(p['img_id'] for p in preds) == sorted(i['id'] for i in ann['images'])
+    for pred in preds:
+        assert 'gt_instances' not in pred
+        assert tuple(pred['ori_shape']) == (SIZE, SIZE)
+        inst = pred['pred_instances']
+        n = len(inst['scores'])
+        # score_thr 0 (the run's options): every box that survives NMS, at most 100.
+        assert 0 < n <= 100
+        assert inst['bboxes'].shape == (n, 4) and inst['labels'].shape == (n, )
+        assert ((inst['scores'] >= 0) & (inst['scores'] <= 1)).all()
+        assert inst['scores'].tolist() == sorted(inst['scores'].tolist(), reverse=True)
+        assert set(inst['labels'].tolist()) <= {0, 1, 2}
+        boxes = inst['bboxes']
+        assert (boxes[:, :2] >= -1e-3).all() and (boxes[:, 2:] <= SIZE + 1e-3).all()
+        assert (boxes[:, 2:] >= boxes[:, :2]).all()
+    # Evaluated offline (as mmdet's tools/analysis_tools/eval_metric.py does), the pickle
+    # gives the metrics that tools/test.py printed.
+    from mmengine.evaluator import Evaluator
+    from mmengine.registry import DefaultScope
+    ann_file = str(shapes / 'coco/annotations/instances_val2017.json')
+    with DefaultScope.overwrite_default_scope('mmdet'):  # other tests may have set mmseg
+        evaluator = Evaluator([dict(m, ann_file=ann_file)
+                               for m in Config.fromfile(trained['config']).test_evaluator])
+    evaluator.dataset_meta = dict(classes=('circle', 'square', 'triangle'))
+    again = evaluator.offline_evaluate(preds)
+    printed = dict(re.findall(r'(drawn/\w+): ([\d.]+)', log), **metrics(log))
+    for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'drawn/correct', 'drawn/errors'):
+        assert again[key] == pytest.approx(float(printed[key]), abs=1e-4), key
+
+
+@pytest.mark.slow
+def test_out_saves_one_segmentation_map_per_image(shapes, tmp_path, tmp_path_factory):
+    trained = trained_run('semantic_fpn', shapes, tmp_path_factory)
+    out = tmp_path / 'preds'
+    rc, log = run('tools/test.py', trained['config'], str(trained['checkpoint']), '--out',
+                  str(out), '--work-dir', str(tmp_path / 'test'), '--cfg-options',
+                  *trained['options'])
+    assert rc == 0, log[-3000:]
+    assert 'mIoU' in metrics(log), log[-2000:]
+    val = shapes / 'ade/ADEChallengeData2016/images/validation'
+    names = sorted(osp.splitext(p.name)[0] for p in val.glob('*.jpg'))
+    assert sorted(osp.splitext(p.name)[0] for p in out.iterdir()) == names
+    for path in out.iterdir():
+        label = np.asarray(Image.open(path))
+        assert path.suffix == '.png' and label.shape == (SIZE, SIZE)
+        # ADE's convention, as the annotations: 1-4 for the four classes (0 = unlabelled).
+        assert set(np.unique(label).tolist()) <= {1, 2, 3, 4}
+
+
+@pytest.fixture(scope='module')
+def tool():
+    return load_tool('tools/test.py')
+
+
+COCO = dict(type='CocoMetric', ann_file='a.json')
+ERRORS = dict(type='mmpoolformer.DetectionErrorMetric', ann_file='a.json')
+DUMP = dict(type='DumpDetResults', out_file_path='p.pkl')
+
+
+@pytest.mark.parametrize('evaluator,expected', [
+    ([COCO, ERRORS], [COCO, ERRORS, DUMP]),  # the detection quickstarts' form
+    (COCO, [COCO, DUMP]),
+    (dict(type='Evaluator', metrics=[COCO]), dict(type='Evaluator', metrics=[COCO, DUMP])),
+])
+def test_out_adds_the_dump_to_every_form_of_detection_evaluator(tool, evaluator,
+                                                                expected):
+    cfg = Config(dict(default_scope='mmdet', test_evaluator=evaluator))
+    tool.add_prediction_dump(cfg, 'p.pkl')
+    assert Config(dict(e=cfg.test_evaluator)).to_dict()['e'] == expected
+
+
+@pytest.mark.parametrize('evaluator', [
+    dict(type='IoUMetric'), [dict(type='IoUMetric'), dict(type='IoUMetric', prefix='b')]])
+def test_out_gives_every_segmentation_metric_the_output_dir(tool, evaluator):
+    cfg = Config(dict(default_scope='mmseg', test_evaluator=evaluator))
+    tool.add_prediction_dump(cfg, 'preds')
+    got = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
+    assert len(got) == (len(evaluator) if isinstance(evaluator, list) else 1)
+    assert all(m['output_dir'] == 'preds' and m['keep_results'] for m in got)
+
+
+@pytest.mark.parametrize('config,out,needle', [
+    ('configs/quickstart/retinanet_poolformer_s12_shapes.py', 'preds.json',
+     'name a .pkl or .pickle file'),
+    ('configs/quickstart/semantic_fpn_poolformer_s12_shapes.py', 'preds.pkl',
+     'one PNG per image; name a directory'),
+    ('configs/quickstart/semantic_fpn_poolformer_s12_shapes.py', 'a_file',
+     'one PNG per image; name a directory'),
+])
+def test_a_wrong_out_is_one_error_line(tool, tmp_path, config, out, needle):
+    (tmp_path / 'a_file').write_text('')
+    with pytest.raises(SystemExit) as e:
+        tool.main([osp.join(REPO, config), str(tmp_path / 'no.pth'), '--out',
+                        str(tmp_path / out), '--work-dir', str(tmp_path / 'w')])
+    message = str(e.value.code)
+    assert message.startswith(f'ERROR: --out {tmp_path / out}: ') and needle in message
+    assert '\n' not in message and not (tmp_path / 'w').exists()
+
+
+def test_out_needs_a_detection_or_segmentation_config(tool):
+    cfg = Config(dict(default_scope='mmpretrain', test_evaluator=dict(type='Accuracy')))
+    with pytest.raises(SystemExit, match=r"^ERROR: --out needs .* default_scope 'mmpretrain'"):
+        tool.add_prediction_dump(cfg, 'p.pkl')
