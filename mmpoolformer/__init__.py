@@ -1,4 +1,4 @@
-"""Importing mmpoolformer (what a config's ``custom_imports`` does) changes three things for
+"""Importing mmpoolformer (what a config's ``custom_imports`` does) changes four things for
 the whole process; the README's "What importing mmpoolformer changes" says how to opt out."""
 from .checkpoint import install_mmengine_loaders, install_safe_globals, replaces_mmengine_loaders
 from .version import __version__
@@ -16,5 +16,10 @@ from . import engine, evaluation, models  # noqa: E402,F401  (registers backbone
 
 # 3. Checkpoints (and every other local file mmengine writes) are replaced atomically.
 engine.install_atomic_local_backend()
+
+# 4. mmcv's CPU NMS and RoIAlign accept bf16/fp16 tensors (they run in fp32), as autocast
+#    (--amp) hands them in two-stage detectors; inputs they accept are untouched. See
+#    engine/amp_compat.py.
+engine.install_amp_compat()
 
 __all__ = ['__version__']

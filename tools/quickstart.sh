@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's main command: set up, generate the synthetic shapes data, train a
-# PoolFormer-S12 model on the CPU with tools/train.py (--amp; Mask R-CNN in fp32), evaluate
+# PoolFormer-S12 model on the CPU with tools/train.py --amp (bf16 autocast), evaluate
 # it (tools/test.py), draw its predictions on four validation images, plot its training
 # curves and summarise the run (tools/analysis/quickstart_report.py).
 #
@@ -50,17 +50,15 @@ DATA=${QUICKSTART_DATA:-data/shapes}
 case "$TASK" in
   det)
     CONFIG=configs/quickstart/retinanet_poolformer_s12_shapes.py
-    NAME=quickstart LAYOUT=det METRIC=coco/bbox_mAP IMAGES="$DATA/coco/val2017" AMP=--amp
+    NAME=quickstart LAYOUT=det METRIC=coco/bbox_mAP IMAGES="$DATA/coco/val2017"
     TITLE="RetinaNet-PoolFormer-S12 on the synthetic shapes (quickstart)" ;;
   ins)
     CONFIG=configs/quickstart/mask_rcnn_poolformer_s12_shapes.py
     NAME=quickstart_ins LAYOUT=det METRIC=coco/segm_mAP IMAGES="$DATA/coco/val2017"
-    # fp32: on the CPU, --amp's bf16 autocast reaches mmcv's NMS op, which takes no bf16.
-    AMP=""
     TITLE="Mask R-CNN-PoolFormer-S12 on the synthetic shapes (quickstart)" ;;
   seg)
     CONFIG=configs/quickstart/semantic_fpn_poolformer_s12_shapes.py
-    NAME=quickstart_seg LAYOUT=seg METRIC=mIoU AMP=--amp
+    NAME=quickstart_seg LAYOUT=seg METRIC=mIoU
     IMAGES="$DATA/ade/ADEChallengeData2016/images/validation"
     TITLE="Semantic FPN-PoolFormer-S12 on the synthetic shapes (quickstart)" ;;
 esac
@@ -90,7 +88,7 @@ fi
 bash tools/setup_env.sh
 PY="${MMPOOLFORMER_VENV:-.venv}/bin/python"
 $PY tools/dataset_converters/make_shapes.py "$DATA" --tasks "$LAYOUT" "${SHAPES_ARGS[@]}"
-$PY tools/train.py "$CONFIG" --work-dir "$WORK" ${AMP:+"$AMP"} "${DATA_ARGS[@]}" \
+$PY tools/train.py "$CONFIG" --work-dir "$WORK" --amp "${DATA_ARGS[@]}" \
     "${SEED_ARGS[@]}" "${TRAIN_ARGS[@]}"
 CKPT="$(cat "$WORK/last_checkpoint")"
 $PY tools/test.py "$CONFIG" "$CKPT" --work-dir "$WORK/test" "${DATA_ARGS[@]}"

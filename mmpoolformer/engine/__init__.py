@@ -1,3 +1,4 @@
+from .amp_compat import install_amp_compat
 from .atomic_io import AtomicLocalBackend, install_atomic_local_backend
 from .model_check_hook import NeckChannelsCheckHook
 from .optim_wrapper import AmpCPUOptimWrapper
@@ -5,5 +6,6 @@ from .rng_hook import RNGStateHook
 
 __all__ = [
     'AtomicLocalBackend', 'install_atomic_local_backend', 'AmpCPUOptimWrapper',
-    'NeckChannelsCheckHook', 'RNGStateHook'
+    'install_amp_compat', 'NeckChannelsCheckHook', 'RNGStateHook'
 ]
+
