@@ -17,9 +17,9 @@ from . import engine, evaluation, models  # noqa: E402,F401  (registers backbone
 # 3. Checkpoints (and every other local file mmengine writes) are replaced atomically.
 engine.install_atomic_local_backend()
 
-# 4. mmcv's CPU NMS and RoIAlign accept bf16/fp16 tensors (they run in fp32), as autocast
-#    (--amp) hands them in two-stage detectors; inputs they accept are untouched. See
-#    engine/amp_compat.py.
-engine.install_amp_compat()
+# 4. mmcv's RoIAlign reads a contiguous copy of channels-last features (its kernel ignores
+#    strides), and its CPU NMS and RoIAlign accept bf16/fp16 tensors (they run in fp32),
+#    as autocast (--amp) hands them in two-stage detectors. See engine/mmcv_compat.py.
+engine.install_mmcv_compat()
 
 __all__ = ['__version__']

@@ -15,6 +15,7 @@ from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .. import kernels
+from ..compile import compile_options, compiled_runner
 from ..layers import DropPath, Mlp, Pooling, Scale, build_norm, build_token_mixer, is_group_norm1
 
 GiB = 1024 ** 3
@@ -102,22 +103,28 @@ class MetaFormerBlock(nn.Module):
 
 
 class MetaFormerStage(nn.Module):
-    """An optional downsampling followed by MetaFormer blocks; (B, H, W, C) in and out."""
+    """An optional downsampling followed by MetaFormer blocks; (B, H, W, C) in and out.
+
+    ``compile_options``: torch.compile options of the blocks (None: eager); see
+    ``mmpoolformer.models.compile``.
+    """
 
     def __init__(self, downsample: nn.Module, blocks: Sequence[nn.Module],
-                 with_cp: bool = False):
+                 with_cp: bool = False, compile_options: Optional[dict] = None):
         super().__init__()
         self.downsample = downsample
         self.blocks = nn.Sequential(*blocks)
         self.with_cp = with_cp
+        self.compile_options = compile_options
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.downsample(x)
         for block in self.blocks:
+            run = compiled_runner(self.compile_options, block)
             if self.with_cp and self.training and torch.is_grad_enabled():
-                x = kernels.checkpoint(block, x)
+                x = kernels.checkpoint(run, x)
             else:
-                x = block(x)
+                x = run(x)
         return x
 
 
@@ -225,6 +232,16 @@ class MetaFormer(BaseModule):
             which for PoolFormer is ``norm_cfg``).
         res_scale_init_values (Sequence, optional): Res-scale init per stage (None: no res
             scale in that stage).
+        out_channels_last (bool): Return each output as a channels-last (B, C, H, W) view
+            of the stages' memory (no copy; the neck's and head's convolutions then run
+            channels-last, faster on the CPU) instead of contiguous NCHW (the default).
+            Every mmdet/mmseg consumer handles strides except mmcv 2.1's RoIAlign, which
+            this package makes read a contiguous copy.
+        compile (bool | dict): torch.compile the blocks (False, the default: eager). True:
+            with symbolic sizes (``dynamic=True``), so that new input sizes reuse the
+            compiled code; a dict: torch.compile options (fullgraph, dynamic, backend,
+            mode, options). Regional: one compiled function serves every block (see
+            ``mmpoolformer.models.compile``). The state_dict is unchanged.
         quadratic_memory_limit (float, optional): GiB that the (N, N) tensors of attention
             with dropout or random mixing may take; None (default): the memory available
             on the input's device when the forward starts. Inputs above it are refused
@@ -251,6 +268,8 @@ class MetaFormer(BaseModule):
                  act_cfg: Optional[dict] = None,
                  out_norm_cfg: Optional[dict] = None,
                  res_scale_init_values: Optional[Sequence] = None,
+                 out_channels_last: bool = False,
+                 compile: Union[bool, dict] = False,
                  quadratic_memory_limit: Optional[float] = None,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
@@ -272,6 +291,8 @@ class MetaFormer(BaseModule):
             raise ValueError('drop_rate and drop_path_rate must be in [0, 1), got '
                              f'{drop_rate} and {drop_path_rate}')
         self.norm_eval = norm_eval
+        self.out_channels_last = bool(out_channels_last)
+        self.compile_options = compile_options(compile)
         self.quadratic_memory_limit = quadratic_memory_limit
         mixers = spec.token_mixers if token_mixers is None else token_mixers
         if pool_size is not None:
@@ -321,7 +342,8 @@ class MetaFormer(BaseModule):
                     mlp_bias=spec.mlp_bias)
                 for j in range(layers[i])
             ]
-            self.stages.append(MetaFormerStage(down, blocks, with_cp=with_cp))
+            self.stages.append(MetaFormerStage(down, blocks, with_cp=with_cp,
+                                               compile_options=self.compile_options))
 
     @staticmethod
     def _check_frozen_stages(frozen_stages, num_stages) -> int:
@@ -402,7 +424,8 @@ class MetaFormer(BaseModule):
             f'linear memory) or with_cp=True.')
 
     def forward(self, x: torch.Tensor) -> tuple:
-        """(B, in_channels, H, W) image -> tuple of (B, C_i, H_i, W_i), one per out index.
+        """(B, in_channels, H, W) image -> tuple of (B, C_i, H_i, W_i), one per out index,
+        contiguous (or channels-last: ``out_channels_last``).
 
         H_i follows the conv arithmetic: stem floor((H + 2p - k) / s) + 1, then each
         downsampling floor((H_i - 1) / 2) + 1.
@@ -424,11 +447,8 @@ class MetaFormer(BaseModule):
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in self.out_indices:
-                # Contiguous NCHW, the layout every mmdet/mmseg neck and head is written
-                # for: a channels-last view would reach native kernels that ignore strides
-                # (mmcv 2.1's RoIAlign reads data_ptr() as NCHW: Mask R-CNN pooled
-                # scrambled features until this copy).
-                outs.append(self.out_norms[str(i)](x).permute(0, 3, 1, 2).contiguous())
+                out = self.out_norms[str(i)](x).permute(0, 3, 1, 2)
+                outs.append(out if self.out_channels_last else out.contiguous())
         return tuple(outs)
 
     # ------------------------------------------------------------------ training state

@@ -18,7 +18,7 @@ import torch
 import torch.utils.checkpoint as cp
 
 from . import cpu, cuda, portable, reference
-from .switch import ENV_VAR, fast_paths, fast_paths_enabled
+from .switch import ENV_VAR, fast_paths, fast_paths_enabled, switch_on
 
 __all__ = [
     'ENV_VAR', 'fast_paths', 'fast_paths_enabled', 'token_mixing', 'channel_mlp',
@@ -27,6 +27,19 @@ __all__ = [
 
 _CHANNELS_LAST_VERIFIED = {'cpu': cpu.CHANNELS_LAST_VERIFIED,
                            'cuda': cuda.CHANNELS_LAST_VERIFIED}
+# Under torch.compile, per device: the fast paths (custom operators that Dynamo keeps in its
+# graph) or the reference ops (which Inductor fuses into kernels of its own).
+COMPILED_FAST_PATHS = {'cpu': cpu.COMPILE_WITH_FAST_PATHS,
+                       'cuda': cuda.COMPILE_WITH_FAST_PATHS}
+
+
+def _fast(x: torch.Tensor) -> bool:
+    """Whether the operations on x take their fast paths now (else the reference ops)."""
+    if torch.compiler.is_compiling():
+        # torch.export (and the ONNX exporter built on it) sees the reference ops.
+        return (not torch.compiler.is_exporting() and switch_on()
+                and COMPILED_FAST_PATHS.get(x.device.type, False))
+    return fast_paths_enabled()
 
 
 def _channels_last_ok(x: torch.Tensor, op: str) -> bool:
@@ -41,7 +54,7 @@ def _scale(layer):
 # ----------------------------------------------------------------------- block operations
 def token_mixing(block, x: torch.Tensor) -> torch.Tensor:
     """``res_scale1(x) + drop_path(layer_scale1(token_mixer(norm1(x))))`` of a block."""
-    if fast_paths_enabled() and block.pool_mixing and not block.drop_path.active:
+    if _fast(x) and block.pool_mixing and not block.drop_path.active:
         norm = block.norm1
         return portable.pool_token_mixing(x, block.token_mixer.pool_size, norm.weight,
                                           norm.bias, norm.eps, _scale(block.layer_scale1),
@@ -52,13 +65,15 @@ def token_mixing(block, x: torch.Tensor) -> torch.Tensor:
 
 def channel_mlp(block, x: torch.Tensor) -> torch.Tensor:
     """``res_scale2(x) + drop_path(layer_scale2(mlp(norm2(x))))`` of a block."""
-    if fast_paths_enabled() and x.device.type == 'cpu' and not block.drop_path.active:
+    if _fast(x) and x.device.type == 'cpu' and not block.drop_path.active:
         scales = _scale(block.layer_scale2), _scale(block.res_scale2)
-        if not block.training and cpu.can_use_mkldnn_linear(x):
+        # (under torch.compile only the exact-GELU inference MLP is one operator)
+        if (not block.training and cpu.can_use_mkldnn_linear(x)
+                and (block.exact_gelu or not torch.compiler.is_compiling())):
             return cpu.mlp_inference(x, block.norm2, block.mlp, *scales,
                                      exact_gelu=block.exact_gelu)
         if (block.gn1_gelu_mlp and torch.is_grad_enabled()
-                and cpu.can_use_mkldnn_train_linear(x, block.mlp.fc1.weight)):
+                and cpu.can_fuse_mlp(x, block.mlp.fc1.weight)):
             return cpu.norm_mlp_residual(x, block.norm2, block.mlp, *scales,
                                          channels_last=_channels_last_ok(x, 'group_norm'))
     return block.channel_mlp(x)
@@ -85,21 +100,21 @@ def nhwc_op(x: torch.Tensor, op: str, fn) -> torch.Tensor:
     It gets a channels-last view where x's device proved that op on it, else contiguous
     NCHW memory.
     """
-    if fast_paths_enabled() and _channels_last_ok(x, op):
+    if _fast(x) and _channels_last_ok(x, op):
         return fn(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1).contiguous()
     return reference.nhwc_op(x, fn)
 
 
 def avg_pool(x: torch.Tensor, pool_size: int) -> torch.Tensor:
     """Average pool of (B, H, W, C) x: stride 1, 'same' padding, padding not counted."""
-    if fast_paths_enabled():
+    if _fast(x):
         return portable.avg_pool(x, pool_size, _channels_last_ok(x, 'avg_pool2d'))
     return reference.avg_pool(x, pool_size)
 
 
 def group_norm(x: torch.Tensor, layer: torch.nn.GroupNorm) -> torch.Tensor:
     """``layer`` (an ``nn.GroupNorm``) applied to (B, H, W, C) x."""
-    if fast_paths_enabled():
+    if _fast(x):
         if layer.num_groups == 1:
             return portable.group_norm1(x, layer.weight, layer.bias, layer.eps,
                                         _channels_last_ok(x, 'group_norm'))
@@ -111,45 +126,32 @@ def group_norm(x: torch.Tensor, layer: torch.nn.GroupNorm) -> torch.Tensor:
 
 def linear(x: torch.Tensor, layer: torch.nn.Linear) -> torch.Tensor:
     """``layer(x)`` for (..., C) x."""
-    if (fast_paths_enabled() and x.device.type == 'cpu'
+    if (_fast(x) and x.device.type == 'cpu'
             and cpu.can_use_mkldnn_train_linear(x, layer.weight)):
         return cpu.fast_linear(x, layer)
     return reference.linear(x, layer)
 
 
-def _low_precision_dtype(x: torch.Tensor):
-    """bf16/fp16 if a CPU convolution of x would run in it (input dtype or autocast)."""
-    if x.device.type != 'cpu':
-        return None
-    if torch.is_autocast_enabled('cpu'):
-        dtype = torch.get_autocast_dtype('cpu')
-        return dtype if dtype in (torch.bfloat16, torch.float16) else None
-    return x.dtype if x.dtype in (torch.bfloat16, torch.float16) else None
+def conv2d(x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
+    """``conv`` applied to (B, H, W, C) x; result (B, H', W', C') contiguous.
+
+    With the fast paths, and always under torch.compile, it is one custom operator (which
+    reads a channels-last view where the device proved it): Inductor only calls an
+    external convolution kernel anyway, and with symbolic sizes torch 2.13 specializes the
+    height and width of a convolution's backward (so every new input size recompiled) or
+    fails on its saved channels-last input (PyTorch issue 185510).
+    """
+    if _fast(x) or (torch.compiler.is_compiling() and not torch.compiler.is_exporting()):
+        return portable.conv2d_nhwc(x, conv, _channels_last_ok(x, 'conv2d'))
+    return reference.nhwc_op(x, lambda t: _conv_reference(conv, t))
 
 
-def _conv_output_has_unit_side(conv: torch.nn.Conv2d, height: int, width: int) -> bool:
-    sizes = []
-    for size, k, s, p, d in zip((height, width), conv.kernel_size, conv.stride, conv.padding,
-                                conv.dilation):
-        sizes.append((size + 2 * p - d * (k - 1) - 1) // s + 1)
-    return min(sizes) == 1
-
-
-def _conv_nchw(conv: torch.nn.Conv2d, t: torch.Tensor) -> torch.Tensor:
-    # Workaround (the one place for it): on CPUs with AMX-BF16 (Intel Xeon, Sapphire Rapids
-    # and later), torch's oneDNN bf16 convolution is wrong when the output height or width
-    # is 1: relative error 1.24 of the output scale, sometimes NaN, changing between calls
-    # on the same input (issue 12, measured on torch 2.13; fp32 is right, as are bf16
-    # outputs of other sizes). Such outputs are tiny (a line of pixels), so they are
-    # computed in fp32 and rounded to the low-precision dtype, on every CPU.
-    low = _low_precision_dtype(t)
-    if low is None or not _conv_output_has_unit_side(conv, t.shape[-2], t.shape[-1]):
+def _conv_reference(conv: torch.nn.Conv2d, t: torch.Tensor) -> torch.Tensor:
+    """``conv(t)`` for NCHW t, with the unit-side workaround of ``portable.conv2d_nhwc``."""
+    low = portable.conv_dtype(t)
+    if not portable.unit_side_in_fp32(t.device.type, low, t.shape[2:], conv.kernel_size,
+                                      conv.stride, conv.padding, conv.dilation):
         return conv(t)
     bias = None if conv.bias is None else conv.bias.float()
-    with torch.autocast('cpu', enabled=False):
+    with torch.autocast(t.device.type, enabled=False):
         return conv._conv_forward(t.float(), conv.weight.float(), bias).to(low)
-
-
-def conv2d(x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
-    """``conv`` applied to (B, H, W, C) x; result (B, H', W', C') contiguous."""
-    return nhwc_op(x, 'conv2d', lambda t: _conv_nchw(conv, t))

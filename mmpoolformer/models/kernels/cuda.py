@@ -16,3 +16,7 @@ PyTorch issue 111824).
 # ConvFormer and CAFormer, whose convolutions run on channels-last views forward and
 # backward, matched the official definition to 8e-15 in float64 on an H200 (issue 12).
 CHANNELS_LAST_VERIFIED = frozenset({'conv2d'})
+
+# torch.compile on CUDA takes the reference ops, which Inductor fuses into Triton kernels of
+# its own (no GPU measurement yet says that the custom operators would be faster).
+COMPILE_WITH_FAST_PATHS = False

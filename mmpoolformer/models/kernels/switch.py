@@ -38,11 +38,17 @@ def _graph_capture() -> bool:
     return check()
 
 
+def switch_on() -> bool:
+    """The switch alone: the ``fast_paths`` override, else the environment variable."""
+    return _env_enabled() if _override is None else _override
+
+
 def fast_paths_enabled() -> bool:
-    """Whether the kernels layer may take its fast paths now (else: reference ops)."""
+    """Whether the kernels layer may take its fast paths now, outside torch.compile (which
+    decides per device: ``kernels.COMPILED_FAST_PATHS``); False while a graph is traced."""
     if _graph_capture():
         return False
-    return _env_enabled() if _override is None else _override
+    return switch_on()
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from mmpoolformer.models import (
     CAFormer,
     ConvFormer,
     InputTooLargeError,
+    PoolFormer,
     RandFormer,
 )
 from mmpoolformer.models.layers import Attention, RandomMixing
@@ -178,6 +179,53 @@ def test_mask_rcnn_roi_align_gets_contiguous_features():
     with torch.no_grad():
         feats = model.extract_feat(torch.randn(1, 3, 64, 96))
     assert all(f.is_contiguous() for f in feats)
+
+
+def test_out_channels_last_returns_the_same_features_in_channels_last_memory():
+    model = PoolFormer('s12', out_channels_last=True).eval()
+    plain = PoolFormer('s12')
+    plain.load_state_dict(model.state_dict())
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        outs, want = model(x), plain.eval()(x)
+    for o, w in zip(outs, want):
+        assert o.is_contiguous(memory_format=torch.channels_last) and not o.is_contiguous()
+        assert torch.equal(o, w)
+
+
+def test_mask_rcnn_with_channels_last_features_computes_the_same_losses():
+    """Channels-last features flow through the FPN into mmcv's RoIAlign, which ignores
+    strides; mmpoolformer makes it read a contiguous copy, so the RoI losses are those of
+    contiguous features."""
+    import os.path as osp
+
+    from mmdet.registry import MODELS
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmengine.structures import InstanceData
+    init_default_scope('mmdet')
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+    cfg = Config.fromfile(osp.join(repo, 'configs/quickstart/mask_rcnn_poolformer_s12_shapes.py'))
+    cfg.model.train_cfg.rpn_proposal.max_per_img = 64
+    losses = []
+    for channels_last in (False, True):
+        cfg.model.backbone.out_channels_last = channels_last
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model).train()
+        sample = DetDataSample(metainfo=dict(img_shape=(96, 128), pad_shape=(96, 128),
+                                             batch_input_shape=(96, 128)))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.tensor([[10., 12., 60., 70.], [40., 20., 120., 90.]]),
+            labels=torch.tensor([0, 2]),
+            masks=BitmapMasks(
+                torch.ones(2, 96, 128, dtype=torch.uint8).numpy(), 96, 128))
+        torch.manual_seed(1)
+        out = model.loss(torch.randn(1, 3, 96, 128), [sample])
+        losses.append({k: sum(v) if isinstance(v, list) else v for k, v in out.items()})
+    for key in ('loss_cls', 'loss_bbox', 'loss_mask'):
+        torch.testing.assert_close(losses[1][key], losses[0][key], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow

@@ -103,7 +103,7 @@ def test_fused_norm_mlp_residual_matches_the_plain_expression(layer_scale, res_s
                                                               chunk_bytes, monkeypatch):
     if not fused_ops.mkldnn_linear_available():
         pytest.skip('this torch build has no oneDNN linear')
-    monkeypatch.setattr(fused_ops.row_chunks, '__defaults__', (chunk_bytes, ))
+    monkeypatch.setattr(fused_ops, 'MLP_CHUNK_BYTES', chunk_bytes)
     monkeypatch.setattr(fused_ops, 'MLP_CHUNK_ABOVE', 0)  # chunk tensors of any size
     torch.manual_seed(0)
     c = 16
@@ -116,7 +116,7 @@ def test_fused_norm_mlp_residual_matches_the_plain_expression(layer_scale, res_s
               torch.rand(c) + 0.5 if res_scale else None]
     inputs = [x] + params
     leaves = [t.clone().requires_grad_() if t is not None else None for t in inputs]
-    out = fused_ops._NormMlpResidual.apply(*leaves, 1e-5, True)
+    out = fused_ops._norm_mlp_residual_op(*leaves, 1e-5, True)[0]
     ref_leaves = [t.double().requires_grad_() if t is not None else None for t in inputs]
     ref = plain_norm_mlp_residual(*ref_leaves)
     assert ((out.double() - ref).abs().max() / ref.abs().max()).item() < 1e-5
@@ -137,8 +137,8 @@ def test_fused_norm_mlp_residual_computes_only_the_gradients_asked_for():
     x = torch.randn(1, 4, 5, c, requires_grad=True)
     w1, w2 = torch.randn(4 * c, c), torch.randn(c, 4 * c)
     ls = torch.ones(c, requires_grad=True)
-    out = fused_ops._NormMlpResidual.apply(x, torch.ones(c), torch.zeros(c), w1, None, w2,
-                                           None, ls, None, 1e-5, True)
+    out = fused_ops._norm_mlp_residual_op(x, torch.ones(c), torch.zeros(c), w1, None, w2,
+                                          None, ls, None, 1e-5, True)[0]
     gx, gls = torch.autograd.grad(out.sum(), (x, ls))
     assert gx.shape == x.shape and gls.shape == ls.shape
 
@@ -218,16 +218,22 @@ def test_with_cp_recomputes_on_the_path_of_its_forward():
 
 @pytest.mark.parametrize('rows,row_bytes,limit', [(32768, 1024, 2**22), (2048, 5120, 2**22),
                                                   (7, 100, 250), (5, 10**9, 2**22),
-                                                  (1, 4, 2**22)])
-def test_row_chunks_cover_every_row_once_in_even_chunks_under_the_limit(rows, row_bytes,
-                                                                        limit, monkeypatch):
+                                                  (1, 4, 2**22), (10**6, 1024, 2**22)])
+def test_row_chunks_cover_every_row_once_under_the_limit(rows, row_bytes, limit,
+                                                         monkeypatch):
     monkeypatch.setattr(fused_ops, 'MLP_CHUNK_ABOVE', 0)
-    chunks = fused_ops.row_chunks(rows, row_bytes, limit)
+    monkeypatch.setattr(fused_ops, 'MLP_CHUNK_BYTES', limit)
+    chunks = fused_ops.row_chunks(rows, row_bytes)
     covered = [i for c in chunks for i in range(rows)[c]]
     assert covered == list(range(rows))
     sizes = [c.stop - c.start for c in chunks]
-    assert max(sizes) - min(sizes) <= 1
-    assert all(n == 1 or n * row_bytes <= limit for n in sizes)
+    assert len(chunks) <= fused_ops.MLP_CHUNKS
+    # Under the limit, unless that takes more than MLP_CHUNKS chunks: then even ones.
+    most = max(1, limit // row_bytes)
+    if rows <= most * fused_ops.MLP_CHUNKS:
+        assert max(sizes) <= most
+    else:
+        assert max(sizes) == -(-rows // fused_ops.MLP_CHUNKS)
 
 
 def test_row_chunks_split_only_large_tensors():

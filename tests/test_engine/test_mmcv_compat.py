@@ -1,5 +1,5 @@
 """mmcv's CPU NMS and RoIAlign on bf16/fp16 tensors (what CPU autocast gives them): the
-float32 result, and RoIAlign's gradient; without mmpoolformer.engine.amp_compat the kernels
+float32 result, and RoIAlign's gradient; without mmpoolformer.engine.mmcv_compat the kernels
 refuse these tensors."""
 import glob
 import os.path as osp
@@ -12,7 +12,7 @@ from mmcv.ops.nms import NMSop
 from mmcv.ops.roi_align import RoIAlignFunction
 
 import mmpoolformer  # noqa: F401  (installs the fix)
-from mmpoolformer.engine import amp_compat, install_amp_compat
+from mmpoolformer.engine import install_mmcv_compat, mmcv_compat
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 LOW = pytest.mark.parametrize('low', [torch.bfloat16, torch.float16], ids=['bf16', 'fp16'])
@@ -115,22 +115,22 @@ def test_inputs_the_kernels_take_pass_through_untouched(tensor):
         return 'result'
 
     ctx, scores = types.SimpleNamespace(), tensor[:, 0]
-    assert amp_compat.fp32_nms_forward(kernel)(ctx, tensor, scores, 0.5) == 'result'
-    assert amp_compat.fp32_roi_align_forward(kernel)(ctx, tensor, tensor) == 'result'
-    assert amp_compat.fp32_roi_align_backward(kernel)(ctx, tensor) == 'result'
+    assert mmcv_compat.fp32_nms_forward(kernel)(ctx, tensor, scores, 0.5) == 'result'
+    assert mmcv_compat.fp32_roi_align_forward(kernel)(ctx, tensor, tensor) == 'result'
+    assert mmcv_compat.fp32_roi_align_backward(kernel)(ctx, tensor) == 'result'
     assert len(seen) == 6 and all(a is b for a, b in zip(seen, [tensor, scores, 0.5] +
                                                          [tensor] * 3))
 
 
 def test_importing_mmpoolformer_installs_it_once():
-    assert NMSop.forward.amp_compat  # by the import above
-    install_amp_compat()  # again
+    assert NMSop.forward.mmcv_compat  # by the import above
+    install_mmcv_compat()  # again
     for cls, method in [(NMSop, 'forward'), (RoIAlignFunction, 'forward'),
                         (RoIAlignFunction, 'backward')]:
         installed = getattr(cls, method)
-        assert installed.amp_compat
+        assert installed.mmcv_compat
         # One wrapper around mmcv's own method, not two.
-        assert not getattr(installed.__wrapped__, 'amp_compat', False)
+        assert not getattr(installed.__wrapped__, 'mmcv_compat', False)
         assert installed.__wrapped__.__module__ == f'mmcv.ops.{cls.__module__.split(".")[-1]}'
 
 
@@ -206,3 +206,20 @@ def test_mask_rcnn_trains_with_amp_on_the_cpu_and_its_checkpoint_tests(shapes, t
     found = metrics(open(test_log).read())
     for key in ('coco/bbox_mAP', 'coco/segm_mAP'):
         assert 0.0 <= found[key] <= 1.0, found
+
+
+def test_roi_align_reads_channels_last_features_correctly():
+    """mmcv's kernel reads data_ptr() as NCHW: a channels-last view gets a contiguous copy,
+    so it pools what the contiguous tensor pools (forward and input gradient)."""
+    from mmcv.ops import roi_align
+    torch.manual_seed(0)
+    feats = torch.randn(2, 8, 12, 10)
+    rois = torch.tensor([[0, 1., 1., 7., 9.], [1, 0., 2., 9., 6.]])
+    grads = []
+    for x in (feats.clone(), feats.clone().contiguous(memory_format=torch.channels_last)):
+        x.requires_grad_()
+        out = roi_align(x, rois, (3, 3), 1.0, 2, 'avg', True)
+        out.backward(torch.arange(out.numel(), dtype=out.dtype).view(out.shape))
+        grads.append((out.detach(), x.grad))
+    torch.testing.assert_close(grads[1][0], grads[0][0])
+    torch.testing.assert_close(grads[1][1], grads[0][1])

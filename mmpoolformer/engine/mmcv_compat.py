@@ -1,11 +1,18 @@
-"""mmcv 2.1's CPU kernels of NMS and RoIAlign take float32 only; under bf16 autocast on the
-CPU (``tools/train.py --amp``: ``mmpoolformer.AmpCPUOptimWrapper``; inference under
-``torch.autocast``) a detector hands them bf16 tensors: mmdet's RPN and RoI heads build
-their anchors, boxes and scores in the features' dtype, and its RoI extractors pass bf16
-features. Training a two-stage detector then stops with "expected scalar type Float but
-found BFloat16" in NMS, and "ROIAlign_backward" not implemented for 'BFloat16'.
+"""Two limits of mmcv 2.1's compiled ops, fixed from the outside when mmpoolformer is imported.
 
-``install_amp_compat`` lets these ops run on such tensors, as torchvision's own ``nms`` and
+1. RoIAlign reads its features through ``data_ptr()`` as contiguous NCHW, whatever their
+   strides: channels-last features (``out_channels_last=True`` backbones, channels-last
+   necks, the official MetaFormer baselines' outputs) were pooled scrambled, silently.
+   Its forward now gets a contiguous tensor (the same object when it already is one).
+2. Its CPU kernels of NMS and RoIAlign take float32 only; under bf16 autocast on the CPU
+   (``tools/train.py --amp``: ``mmpoolformer.AmpCPUOptimWrapper``; inference under
+   ``torch.autocast``) a detector hands them bf16 tensors: mmdet's RPN and RoI heads build
+   their anchors, boxes and scores in the features' dtype, and its RoI extractors pass
+   bf16 features. Training a two-stage detector then stopped with "expected scalar type
+   Float but found BFloat16" in NMS, and "ROIAlign_backward" not implemented for
+   'BFloat16'.
+
+``install_mmcv_compat`` lets these ops run on such tensors, as torchvision's own ``nms`` and
 ``roi_align`` do under CPU autocast (https://github.com/pytorch/vision/pull/8049): the
 kernel runs on float32 copies of its inputs, NMS returns the same indices (its callers
 gather the boxes and scores from their own tensors, in their own dtype), and RoIAlign
@@ -43,14 +50,16 @@ def fp32_nms_forward(forward):
 
 
 def fp32_roi_align_forward(forward):
-    """``RoIAlignFunction.forward`` running the kernel on float32 features and RoIs when
-    either is a low-precision CPU tensor; the features come back in the input's dtype."""
+    """``RoIAlignFunction.forward`` on contiguous features, running the kernel on float32
+    features and RoIs when either is a low-precision CPU tensor; the features come back in
+    the input's dtype."""
     @functools.wraps(forward)
     def roi_align_forward(ctx, input, rois, *args, **kwargs):
-        ctx.amp_compat_dtype = None
+        input = input.contiguous()  # the kernel ignores strides (see the module's 1.)
+        ctx.mmcv_compat_dtype = None
         if not _refused(input, rois):
             return forward(ctx, input, rois, *args, **kwargs)
-        ctx.amp_compat_dtype = input.dtype
+        ctx.mmcv_compat_dtype = input.dtype
         return forward(ctx, input.float(), rois.float(), *args, **kwargs).to(input.dtype)
     return roi_align_forward
 
@@ -60,7 +69,7 @@ def fp32_roi_align_backward(backward):
     input: the kernel gets a float32 gradient, the input's gradient returns in its dtype."""
     @functools.wraps(backward)
     def roi_align_backward(ctx, grad_output):
-        dtype = getattr(ctx, 'amp_compat_dtype', None)
+        dtype = getattr(ctx, 'mmcv_compat_dtype', None)
         if dtype is None:
             return backward(ctx, grad_output)
         grad_input, *rest = backward(ctx, grad_output.float())
@@ -75,7 +84,7 @@ _PATCHES = (
 )
 
 
-def install_amp_compat() -> None:
+def install_mmcv_compat() -> None:
     """Wrap mmcv's NMS and RoIAlign autograd Functions (once; nothing without mmcv's ops)."""
     import importlib
     import sys
@@ -87,7 +96,7 @@ def install_amp_compat() -> None:
             return
         cls = getattr(sys.modules[module_name], class_name)
         original = cls.__dict__[method].__func__
-        if not getattr(original, 'amp_compat', False):
+        if not getattr(original, 'mmcv_compat', False):
             wrapped = wrap(original)
-            wrapped.amp_compat = True
+            wrapped.mmcv_compat = True
             setattr(cls, method, staticmethod(wrapped))
