@@ -158,7 +158,7 @@ def test_quickstart_configs_inherit_the_real_ones(path):
     for key in ('type', 'arch', 'out_indices'):
         assert cfg.model.backbone[key] == real.model.backbone[key]
     # The backbone-facing side of the neck is the real one; the quickstart recipe may narrow
-    # the FPN and its head (RetinaNet: 128 channels, 3 levels; issue 16).
+    # the FPN and its head (RetinaNet: 128 channels, 3 levels; docs/quickstart.md).
     for key in ('type', 'in_channels'):
         assert cfg.model.neck[key] == real.model.neck[key]
     if cfg.model.neck != real.model.neck:

@@ -5,22 +5,19 @@
 # offline machine; with internet, drop `init_cfg=None` to start from ImageNet weights.
 _base_ = ['../retinanet_poolformer_s12.py', './_base_/shapes_detection.py']
 
-# The recipe (issue 16: mAP >= 0.6 for every seed, and pictures with the right classes).
-# With COCO's 256-channel FPN and head and 1500 iterations, the classification loss stalled
-# on some seeds (bbox mAP 0.73 / 0.52 / 0.29 for seeds 0 / 1 / 2). A 128-channel FPN and
-# head make a CPU step ~40% cheaper, so about the same minutes buy 2400 iterations. Anchors
-# sized for these objects (21-72 px at 192 px) replace COCO's: octave base scale 3 on
-# strides 8-32 gives 24-152 px, and the stride-64/128 levels, whose anchors exceed every
-# object, are dropped. Vertical and 180-degree flips (each shape stays its class) and
-# AdamW's usual weight decay of 0.05 (was 1e-4).
-# The pictures then still showed a second, wrong-class box at 0.3-0.8 on about a third of
-# the objects, on training images as much as on held-out ones: the anchors that found an
-# object gave the right class ~0.9 and another class 0.3-0.5. Focal loss with gamma 2
-# barely penalises a negative at 0.3-0.5, and it has only ~7k anchors to balance here
-# (COCO's RetinaNet: ~100k), so gamma 1 suppresses those scores (gamma 0 did about as well;
-# between 0 and 1 the gradient of (1 - p)^gamma is unbounded as p -> 1: 0.5 diverged to
-# NaN). The shapes never overlap (the generator keeps 2 px between boxes), so boxes that
-# overlap at IoU >= 0.3 are one object: class-agnostic NMS keeps its most confident class.
+# The recipe (why each change, and what the alternatives measured: docs/quickstart.md).
+# A 128-channel FPN and head make a CPU step ~40% cheaper than COCO's 256 channels, so
+# about the same minutes buy 2400 iterations; with 256 channels and 1500 iterations the
+# classification loss stalls on some seeds. Anchors sized for these objects (21-72 px at
+# 192 px): octave base scale 3 on strides 8-32 gives 24-152 px; the stride-64/128 levels,
+# whose anchors exceed every object, are dropped. Vertical and 180-degree flips (each
+# shape stays its class) and AdamW's usual weight decay of 0.05.
+# Focal loss with gamma 2 barely penalises a wrong class scored 0.3-0.5, and there are
+# only ~7k anchors here to balance it (COCO's RetinaNet: ~100k), so gamma 1 suppresses
+# those scores (values between 0 and 1 make the gradient of (1 - p)^gamma unbounded as
+# p -> 1: 0.5 diverges to NaN). The shapes never overlap (the generator keeps 2 px between
+# boxes), so boxes that overlap at IoU >= 0.3 are one object: class-agnostic NMS keeps its
+# most confident class.
 _iters = 2400
 model = dict(
     backbone=dict(init_cfg=None),

@@ -2,15 +2,15 @@
 
 1. RoIAlign reads its features through ``data_ptr()`` as contiguous NCHW, whatever their
    strides: channels-last features (``out_channels_last=True`` backbones, channels-last
-   necks, the official MetaFormer baselines' outputs) were pooled scrambled, silently.
-   Its forward now gets a contiguous tensor (the same object when it already is one).
+   necks, the official MetaFormer baselines' outputs) would be pooled scrambled, silently.
+   Its forward gets a contiguous tensor (the same object when it already is one).
 2. Its CPU kernels of NMS and RoIAlign take float32 only; under bf16 autocast on the CPU
    (``tools/train.py --amp``: ``mmpoolformer.AmpCPUOptimWrapper``; inference under
    ``torch.autocast``) a detector hands them bf16 tensors: mmdet's RPN and RoI heads build
    their anchors, boxes and scores in the features' dtype, and its RoI extractors pass
-   bf16 features. Training a two-stage detector then stopped with "expected scalar type
-   Float but found BFloat16" in NMS, and "ROIAlign_backward" not implemented for
-   'BFloat16'.
+   bf16 features. Without the fix, training a two-stage detector stops with "expected
+   scalar type Float but found BFloat16" in NMS, and "ROIAlign_backward" not implemented
+   for 'BFloat16'.
 
 ``install_mmcv_compat`` lets these ops run on such tensors, as torchvision's own ``nms`` and
 ``roi_align`` do under CPU autocast (https://github.com/pytorch/vision/pull/8049): the

@@ -14,7 +14,7 @@ PyTorch issue 111824).
 """
 
 # ConvFormer and CAFormer, whose convolutions run on channels-last views forward and
-# backward, matched the official definition to 8e-15 in float64 on an H200 (issue 12).
+# backward, matched the official definition to 8e-15 in float64 on an H200.
 CHANNELS_LAST_VERIFIED = frozenset({'conv2d'})
 
 # torch.compile on CUDA takes the reference ops, which Inductor fuses into Triton kernels of

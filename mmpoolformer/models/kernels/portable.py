@@ -10,8 +10,8 @@ that kernel as proved on it). The CPU tests therefore exercise the math that CUD
   (Welford) kernel gives exact per-sample statistics; the affine is one ``addcmul``. Its
   backward feeds the native backward the same contiguous one-channel view of
   ``grad * weight`` (per-sample reductions), and the per-channel weight and bias gradients
-  come from (B, C) sums. (The native backward on channels-last views is wrong on CUDA:
-  issue 12. The CPU, where the parity suite proves it, may use it: one pass instead of
+  come from (B, C) sums. (The native backward on channels-last views is wrong on CUDA,
+  see ``cuda.py``. The CPU, where the parity suite proves it, may use it: one pass instead of
   four.)
 - Average pooling (stride 1, 'same' padding, padding excluded from the count): the
   backward is itself a forward pool: with ``count[p]`` the number of in-image cells under
