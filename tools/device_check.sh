@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one command for a CUDA machine: the parity suite on the device, its table of errors,
-# then the backbone benchmark (about 5 minutes on an H200).
+# torch.compile of every family there,
+# then the backbone benchmark, eager and compiled (not yet timed on a GPU).
 #
 #   bash tools/device_check.sh [--device cuda|cpu] [--quick]
 #
@@ -41,9 +42,13 @@ PY
 [[ ${PIPESTATUS[0]} -ne 0 ]] && status=1
 "$PY" tools/analysis/parity_table.py --device "$DEVICE" 2>&1 | tee "$LOGS/parity_table_$DEVICE.txt"
 [[ ${PIPESTATUS[0]} -ne 0 ]] && status=1
+# torch.compile of every family on the device (what it compiles: kernels.COMPILED_FAST_PATHS)
+"$PY" -m pytest tests/test_models/test_compile.py --device "$DEVICE" -q -rs \
+  -k compiled_blocks_match_eager -p no:cacheprovider 2>&1 | tee "$LOGS/compile_$DEVICE.txt"
+[[ ${PIPESTATUS[0]} -ne 0 ]] && status=1
 if [[ $QUICK -eq 0 ]]; then
   if [[ "$DEVICE" == cuda ]]; then
-    bench=(--archs s12 s36 --batch 16 --repeat 10 --memory)
+    bench=(--archs s12 s36 --batch 16 --repeat 10 --memory --compile)
   else
     bench=(--archs s12 --batch 2 --repeat 3)
   fi

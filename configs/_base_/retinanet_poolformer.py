@@ -14,7 +14,10 @@ model = dict(
         # The FPN reads strides 8-32 (the official config's start_level=1). Only those
         # stages get output norms, so no parameter lacks a gradient under DDP.
         out_indices=(1, 2, 3),
-        drop_path_rate=0.),
+        drop_path_rate=0.,
+        # Outputs as channels-last views: the neck's and head's convolutions then run
+        # channels-last (faster on the CPU; docs/performance.md). Mask R-CNN keeps NCHW.
+        out_channels_last=True),
     neck=dict(in_channels=[128, 320, 512], start_level=0, add_extra_convs='on_input',
               num_outs=5))
 optim_wrapper = dict(

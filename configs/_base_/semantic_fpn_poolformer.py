@@ -16,7 +16,10 @@ model = dict(
         _delete_=True,
         type='PoolFormer',
         out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.),
+        drop_path_rate=0.,
+        # Outputs as channels-last views: the neck's and head's convolutions then run
+        # channels-last (faster on the CPU; docs/performance.md). Mask R-CNN keeps NCHW.
+        out_channels_last=True),
     neck=dict(in_channels=[64, 128, 320, 512], out_channels=256, num_outs=4),
     decode_head=dict(num_classes=150, channels=128, dropout_ratio=0.1))
 # As the official code: after the keep-ratio resize to 2048x512, resize so that both sides

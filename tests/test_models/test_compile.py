@@ -15,7 +15,10 @@ import copy
 import pytest
 import torch
 from torch._dynamo.utils import counters
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.library import opcheck
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten, tree_map_only
 
 from mmpoolformer.models import PoolFormer, kernels
 from mmpoolformer.models.compile import compile_options
@@ -51,19 +54,23 @@ def sizes(family):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize('device', ['cpu', 'cuda'], indirect=True)
 @pytest.mark.parametrize('family', FAMILIES)
-def test_compiled_blocks_match_eager_and_new_sizes_reuse_the_graphs(family):
+def test_compiled_blocks_match_eager_and_new_sizes_reuse_the_graphs(family, device):
+    """Each device compiles its own choice of ops (the CPU: custom operators; CUDA: the
+    reference ops, which Inductor fuses); ``tools/device_check.sh`` runs the CUDA cases."""
     eager, _ = paired(family)
     compiled, _ = paired(family, compile=FULLGRAPH)
+    eager, compiled = eager.to(device), compiled.to(device)
     for mode in ('train', 'eval'):
         eager.train(mode == 'train')
         compiled.train(mode == 'train')
         for i, (h, w) in enumerate(sizes(family)):
-            x = torch.randn(2, 3, h, w)
+            x = torch.randn(2, 3, h, w, device=device)
             if i == 1:
                 before = graphs()
             if mode == 'train':
-                weights = [torch.randn(o.shape) for o in eager(x)]
+                weights = [torch.randn(o.shape, device=device) for o in eager(x)]
                 want = gradients(eager, x, weights)
                 got = gradients(compiled, x, weights)
             else:
@@ -144,16 +151,15 @@ def _leaves(*tensors):
     return [t if t is None else t.detach().clone().requires_grad_() for t in tensors]
 
 
-@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
-def test_custom_operators_pass_opcheck(dtype):
-    """Schema, fake (meta) implementation and registered autograd of every operator,
-    under dynamic shapes too (torch.library.opcheck)."""
+def _operator_cases(dtype, device='cpu'):
+    """One call of every custom operator (each option), with leaf inputs."""
     torch.manual_seed(0)
     c = 8
-    x = torch.randn(2, 5, 7, c, dtype=dtype) + 1
-    w, b = torch.rand(c, dtype=dtype) + 0.5, torch.randn(c, dtype=dtype)
-    weight = torch.rand(2, 1, 1, c, dtype=dtype)
-    conv = torch.nn.Conv2d(c, 2 * c, 3, 2, 1).to(dtype)
+    x = torch.randn(2, 5, 7, c, dtype=dtype, device=device) + 1
+    w = torch.rand(c, dtype=dtype, device=device) + 0.5
+    b = torch.randn(c, dtype=dtype, device=device)
+    weight = torch.rand(2, 1, 1, c, dtype=dtype, device=device)
+    conv = torch.nn.Conv2d(c, 2 * c, 3, 2, 1).to(dtype=dtype, device=device)
     cases = [
         (portable._group_norm1_op, (*_leaves(x, w, b), 1e-5, True)),
         (portable._group_norm1_op, (*_leaves(x, None, None), 1e-5, False)),
@@ -161,10 +167,11 @@ def test_custom_operators_pass_opcheck(dtype):
         (portable._avg_pool_op, (*_leaves(x), 3, True)),
         (portable._pool_mix_op, (*_leaves(x, weight, None), 3, True)),
         (portable._pool_mix_op, (*_leaves(x, weight, w), 5, False)),
-        (portable._conv2d_nhwc_op, (*_leaves(x, conv.weight, conv.bias), [2, 2], [1, 1],
-                                    [1, 1], 1, True)),
     ]
-    if dtype == torch.float32 and cpu.MKLDNN_LINEAR:
+    cases += [(portable._conv2d_nhwc_op, (*_leaves(x, conv.weight, conv.bias), [2, 2],
+                                          [1, 1], [1, 1], 1, channels_last))
+              for channels_last in (True, False)]
+    if device == 'cpu' and dtype == torch.float32 and cpu.MKLDNN_LINEAR:
         w1, w2 = torch.randn(4 * c, c) * 0.3, torch.randn(c, 4 * c) * 0.3
         cases += [
             (cpu._norm_mlp_residual_op, (*_leaves(x, w, b, w1, torch.randn(4 * c), w2, b, w,
@@ -172,8 +179,57 @@ def test_custom_operators_pass_opcheck(dtype):
             (cpu._mkldnn_linear_op, _leaves(x.view(-1, c), w1, torch.randn(4 * c))),
             (cpu._gelu_mlp_residual_op, (x.view(-1, c), x.view(-1, c), w1, None, w2, b)),
         ]
-    for op, args in cases:
+    return cases
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_custom_operators_pass_opcheck(dtype):
+    """Schema, fake (meta) implementation and registered autograd of every operator,
+    under dynamic shapes too (torch.library.opcheck)."""
+    for op, args in _operator_cases(dtype):
         opcheck(op, args)
+
+
+class _FakeAgreesWithReal(TorchDispatchMode):
+    """Runs every mmpoolformer operator called under it (forward and backward) once more
+    on fake tensors and records where the fake result's size, strides or dtype differ
+    from the real one's: compiled code asserts the fake's strides on the real result."""
+
+    def __init__(self):
+        super().__init__()
+        self.called, self.mismatches = set(), []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        real = func(*args, **kwargs)
+        if func.namespace == 'mmpoolformer':
+            self.called.add(func.name())
+            with FakeTensorMode() as mode:
+                fargs, fkwargs = tree_map_only(torch.Tensor, mode.from_tensor, (args, kwargs))
+                fake = func(*fargs, **fkwargs)
+            for r, f in zip(tree_flatten(real)[0], tree_flatten(fake)[0]):
+                if isinstance(r, torch.Tensor) and (
+                        (r.shape, r.dtype) != (f.shape, f.dtype)
+                        or r.numel() > 1 and r.stride() != f.stride()):
+                    self.mismatches.append((func.name(), r.shape, r.stride(), f.stride()))
+        return real
+
+
+@pytest.mark.parametrize('device', ['cpu', 'cuda'], indirect=True)
+def test_fake_implementations_give_the_real_strides(device):
+    """What opcheck does not check: the strides. A fake that promises other strides than
+    the kernel returns passes eagerly and fails in a compiled backward (a channels-last
+    weight gradient of a convolution did, under mmengine's ``compile=True``)."""
+    check = _FakeAgreesWithReal()
+    for op, args in _operator_cases(torch.float32, device):
+        with check:
+            outs = op(*args)
+            outs = outs if isinstance(outs, tuple) else (outs, )
+            if any(o.requires_grad for o in outs):
+                sum(o.float().sum() for o in outs if o.requires_grad).backward()
+    assert not check.mismatches, check.mismatches
+    assert {'mmpoolformer::conv2d_nhwc_backward', 'mmpoolformer::pool_mix_backward'} \
+        <= check.called
 
 
 def test_fused_mlp_chunks_do_not_guard_on_the_input_size(monkeypatch):
@@ -280,3 +336,16 @@ def test_blocks_with_other_norms_compile_with_symbolic_sizes(norm_cfg):
     x = torch.randn(2, 3, 64, 80)
     weights = [torch.randn(o.shape) for o in eager(x)]
     assert_close(gradients(compiled, x, weights), gradients(eager, x, weights), norm_cfg)
+
+
+def test_the_whole_backbone_under_torch_compile():
+    """``torch.compile`` of the whole backbone (what mmengine's ``compile=True`` does to
+    the model): the stem's and downsamplings' convolutions run as the compiled custom
+    operator too, their channels-last inputs and weight gradients included."""
+    eager = PoolFormer(dict(TINY, mlp_ratios=4, layer_scale_init_value=1e-5),
+                       out_channels_last=True).train()
+    compiled = copy.deepcopy(eager)
+    compiled.compile(fullgraph=True)  # in place: the state_dict's names stay
+    x = torch.randn(2, 3, 64, 80)
+    weights = [torch.randn(o.shape) for o in eager(x)]
+    assert_close(gradients(compiled, x, weights), gradients(eager, x, weights), 'whole')

@@ -1,15 +1,18 @@
 """Speed and memory of this package's PoolFormer against the plain official definition.
 
     python tools/analysis/benchmark_backbone.py [--archs s12 s24 ...] [--batch 2]
-        [--size 512 512] [--repeat 7] [--channels-last-reference] [--memory] [--detector]
-        [--device cpu|cuda]
+        [--size 512 512] [--repeat 7] [--channels-last-reference] [--compile [--cold]]
+        [--memory] [--detector] [--device cpu|cuda]
 
 Everything is measured side by side in one run, on the same weights and inputs:
 - the reference: ``mmpoolformer.testing.OfficialPoolFormer``, the official definition in
   plain NCHW PyTorch (nn.GroupNorm, nn.AvgPool2d, 1x1 convs), as the official/mmpretrain
   ports run it;
 - this package's ``PoolFormer`` with its defaults (what a config gets);
-- with ``--channels-last-reference``, also the reference on channels_last tensors.
+- with ``--channels-last-reference``, also the reference on channels_last tensors;
+- with ``--compile``, also the reference under ``torch.compile`` (default options) and ours
+  with ``compile=True`` (regional, symbolic sizes), each row with the time of its first,
+  compiling call (``--cold``: with the compile caches off, so that it is a cold compile).
 For fp32 and bf16 autocast, eval (no grad) and train (forward + backward): median seconds
 (the implementations alternate, step by step), images/s, achieved GFLOP/s (conv +
 matmul FLOPs of the model, counted by torch's FlopCounterMode; a train step counts 3x the
@@ -132,6 +135,7 @@ def bench_arch(arch, args, peaks):
         # official definition without this package.
         ref_cl = copy.deepcopy(ref).to(memory_format=torch.channels_last)
         x_cl = x.contiguous(memory_format=torch.channels_last)
+    compiled = _compiled_pair(ref, ours) if args.compile else {}
     fp32_ref_eval = None
     for dtype in ('fp32', 'bf16') + (('fp16', ) if device.type == 'cuda' else ()):
         for train in (False, True):
@@ -141,6 +145,10 @@ def bench_arch(arch, args, peaks):
             if ref_cl is not None:
                 candidates['reference, channels_last'] = step_fn(ref_cl, x_cl, train, dtype)
             candidates['mmpoolformer'] = step_fn(ours, x, train, dtype)
+            first = {}
+            for name, model in compiled.items():
+                candidates[name] = step_fn(model, x, train, dtype)
+                first[name] = _first_call(candidates[name], device)
             times = timeit(candidates, args.repeat, device)
             if mode == 'fp32 eval':
                 fp32_ref_eval = times['reference']
@@ -150,9 +158,31 @@ def bench_arch(arch, args, peaks):
                 extra = ''
                 if dtype in LOW_DTYPES and not train:
                     extra = f' ({fp32_ref_eval / t:.2f}x vs fp32 reference)'
+                if name in first:
+                    extra += f'; first call {first[name]:.1f} s (compiling)'
                 print(f'| {mode} | {name} | {t:.3f} | {args.batch / t:.2f} | {gflops:.0f} | '
                       f'{100 * gflops / peaks[dtype if dtype == "fp32" else "bf16"]:.0f}% | '
                       f'{speedup:.2f}x{extra} |')
+
+
+def _compiled_pair(ref, ours) -> dict:
+    """The reference under plain ``torch.compile`` (its default options: what a user of the
+    official code would write) and ours with ``compile=True`` (regional, symbolic sizes)."""
+    from mmpoolformer.models.compile import compile_options
+    ours_c = copy.deepcopy(ours)
+    for stage in ours_c.stages:
+        stage.compile_options = compile_options(True)
+    return {'reference, compiled': torch.compile(copy.deepcopy(ref)),
+            'mmpoolformer, compiled': ours_c}
+
+
+def _first_call(fn, device) -> float:
+    """Seconds of the first call (where torch.compile compiles)."""
+    sync(device)
+    t = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t
 
 
 def _status_kib(field):
@@ -280,6 +310,12 @@ def main():
     parser.add_argument('--repeat', type=int, default=7)
     parser.add_argument('--channels-last-reference', action='store_true',
                         help='also time the reference on channels_last tensors')
+    parser.add_argument('--compile', action='store_true',
+                        help='also time both compiled (the reference with torch.compile, '
+                             'ours with compile=True), and their first, compiling call')
+    parser.add_argument('--cold', action='store_true',
+                        help='with --compile: no compile caches (Inductor, AOTAutograd), so '
+                             'that first calls show cold compile times')
     parser.add_argument('--memory', action='store_true')
     parser.add_argument('--detector', action='store_true')
     parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'),
@@ -290,6 +326,10 @@ def main():
     if args.device == 'cuda' and args.detector:
         sys.exit('--detector runs on the CPU only (mmdet needs mmcv ops built for CUDA)')
     args.device = torch.device(args.device)
+    if args.cold and not args.compile:
+        sys.exit('--cold applies to --compile only: add --compile, or drop --cold')
+    if args.cold:
+        torch._inductor.config.force_disable_caches = True
     torch.manual_seed(0)
     peaks = {'fp32': matmul_peak(torch.float32, args.device),
              'bf16': matmul_peak(torch.bfloat16, args.device)}

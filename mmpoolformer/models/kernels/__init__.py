@@ -4,8 +4,8 @@ The model code (``layers``, ``backbones``) states the math with plain modules an
 this layer for the operations that have faster forms. Each call picks, by the switch
 (``fast_paths``, ``MMPOOLFORMER_FAST_PATHS``) and the tensor's device:
 
-- ``reference``: plain PyTorch on documented layouts (the switch off; tracing, compile,
-  export; devices without a backend);
+- ``reference``: plain PyTorch on documented layouts (the switch off; tracing and export;
+  torch.compile on CUDA; devices without a backend);
 - ``portable``: fast paths with one formulation on every device (pooling and one-group
   norm with layout-free backwards, PoolFormer's token mixing as one ``lerp``);
 - ``cpu``: oneDNN GEMMs and the fused channel MLP;

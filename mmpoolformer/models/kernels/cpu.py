@@ -3,10 +3,11 @@
 - oneDNN's linear is faster than MKL's ``addmm`` at PoolFormer's small channel counts
   (K = 64, 128), and fuses exact GELU or a residual add into the GEMM (``linear_gelu`` /
   ``linear_add``). These ops have no autograd formula: they serve inference directly and
-  training inside autograd functions written here.
-- The channel MLP line ``res_scale * x + ls * fc2(gelu(fc1(gn1(x))))`` is one autograd
-  function in training (``norm_mlp_residual``) and a chain of fused oneDNN calls in
-  inference (``mlp_inference``). Its one-group norm is the portable one (``portable.py``).
+  training inside the custom operators written here.
+- The channel MLP line ``res_scale * x + ls * fc2(gelu(fc1(gn1(x))))`` is one custom
+  operator in training, fp32 or bf16 (``norm_mlp_residual``), and a chain of fused oneDNN
+  calls in inference (``mlp_inference``). Its one-group norm is the portable one
+  (``portable.py``).
 Figures behind these choices are in ``docs/performance.md``.
 """
 from typing import List, Optional, Tuple
@@ -251,6 +252,7 @@ def _norm_mlp_residual_grads(grad, x, normed, mean, rstd, hidden, act, gn_weight
                              layer_scale, res_scale, needs, channels_last) -> List[Tensor]:
     need_x, need_gw, need_gb, need_w1, need_b1, need_w2, need_b2, need_ls, need_rs = needs
     dt, pdt, c = x.dtype, w1.dtype, x.shape[-1]
+    acc = torch.float64 if dt == torch.float64 else torch.float32
     g = grad.contiguous().view(-1, c)
     normed = normed.view(-1, c)
     need_dw2s = need_w2 or need_ls
@@ -275,7 +277,9 @@ def _norm_mlp_residual_grads(grad, x, normed, mean, rstd, hidden, act, gn_weight
         if need_w1:
             dw1 = dh.t().mm(normed[rows]) if dw1 is None else dw1.addmm_(dh.t(), normed[rows])
         if need_b1:
-            part = dh.sum(0, dtype=torch.float32 if dt != torch.float64 else dt)
+            # (in dh's dtype, accumulated in fp32 by the kernel: a dtype= argument would
+            # first copy all of bf16 dh to fp32)
+            part = dh.sum(0).to(acc)
             db1 = part if db1 is None else db1.add_(part)
         if need_normed:
             dnormed.append(linear(dh, w1_t, None))
@@ -286,7 +290,6 @@ def _norm_mlp_residual_grads(grad, x, normed, mean, rstd, hidden, act, gn_weight
                                             channels_last)
     if need_x:
         dx = dx + (grad if res_scale is None else grad * res_scale.to(dt))
-    acc = torch.float64 if dt == torch.float64 else torch.float32
     drs = (grad * x).sum((0, 1, 2), dtype=acc) if need_rs else None
     db2s = g.sum(0, dtype=acc) if need_b2 or (need_ls and b2 is not None) else None
     dw2s = None if dw2s is None else dw2s.to(acc)

@@ -22,6 +22,12 @@ that kernel as proved on it). The CPU tests therefore exercise the math that CUD
   in the difference and its per-channel affine commutes with the average, so the branch is
   ``gamma * rstd * (pool(x) - x)`` and the whole line is one ``lerp``; the normalised
   tensor is never materialised.
+- Convolution of (B, H, W, C) memory, on a channels-last view where the device proved it.
+
+Every fast path is a custom operator (``torch.library.custom_op``) with a fake
+implementation and a registered backward (itself an operator): the same code runs eagerly
+and under torch.compile, which keeps each operator as one call in its graph, with
+symbolic sizes.
 """
 from typing import List, Optional, Tuple
 
@@ -321,8 +327,10 @@ def _conv2d_nhwc_backward_op(grad: Tensor, x: Tensor, weight: Tensor, stride: Li
         dx, dw, db = torch.ops.aten.convolution_backward(
             _nchw_view(grad, channels_last), _nchw_view(x, channels_last), weight,
             [weight.shape[0]], stride, padding, dilation, False, [0, 0], groups, needs)
+    # (The weight gradient of a channels-last input comes back channels-last: made
+    # contiguous here, as the fake implementation says.)
     return (dx.permute(0, 2, 3, 1).contiguous() if needs[0] else grad.new_empty(0),
-            dw if needs[1] else grad.new_empty(0),
+            dw.contiguous() if needs[1] else grad.new_empty(0),
             db if needs[2] else grad.new_empty(0))
 
 
@@ -330,7 +338,7 @@ def _conv2d_nhwc_backward_op(grad: Tensor, x: Tensor, weight: Tensor, stride: Li
 def _(grad, x, weight, stride, padding, dilation, groups, needs, channels_last):
     return (torch.empty_like(x, memory_format=torch.contiguous_format) if needs[0]
             else grad.new_empty(0),
-            torch.empty_like(weight) if needs[1] else grad.new_empty(0),
+            weight.new_empty(weight.shape) if needs[1] else grad.new_empty(0),
             weight.new_empty(weight.shape[0]) if needs[2] else grad.new_empty(0))
 
 
@@ -422,7 +430,7 @@ def _pool_mix_backward_op(grad: Tensor, x: Tensor, pooled: Tensor, weight: Tenso
 def _(grad, x, pooled, weight, res_scale, pool_size, needs, channels_last):
     return (torch.empty_like(x, memory_format=torch.contiguous_format) if needs[0]
             else grad.new_empty(0),
-            torch.empty_like(weight) if needs[1] else grad.new_empty(0),
+            weight.new_empty(weight.shape) if needs[1] else grad.new_empty(0),
             torch.empty_like(res_scale) if needs[2] else grad.new_empty(0))
 
 

@@ -3,9 +3,10 @@
     MMPOOLFORMER_FAST_PATHS=0 python tools/train.py ...      # whole process, plain ops
     with mmpoolformer.models.kernels.fast_paths(False): ...   # one region of code
 
-Tracing, torch.compile, torch.export and ONNX export always see the plain ops: they are
-what those tools understand (and what Inductor fuses); the hand-written autograd functions
-and oneDNN calls of the fast paths are opaque to them.
+Tracing (torch.jit, FX), torch.export and ONNX export always see the plain ops: what
+those tools and the exported graphs understand. torch.compile follows the switch and a
+per-device choice (``kernels.COMPILED_FAST_PATHS``): the fast paths, as custom operators
+it keeps in its graph, or the plain ops, which Inductor fuses into kernels of its own.
 """
 import contextlib
 import os
