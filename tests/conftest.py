@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -15,6 +17,13 @@ def _seed():
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: end-to-end runs (minutes); CI runs them too')
+    workers = os.environ.get('PYTEST_XDIST_WORKER_COUNT')
+    if workers:
+        # Under pytest-xdist (-n N), each worker and the processes its tests start get
+        # their share of the cores, so that N workers do not oversubscribe the machine.
+        threads = str(max(1, len(os.sched_getaffinity(0)) // int(workers)))
+        os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = threads
+        torch.set_num_threads(int(threads))
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one command for a CUDA machine: the parity suite on the device, its table of errors,
-# torch.compile of every family there,
+# torch.compile of every family there (and the custom operators' fake implementations),
 # then the backbone benchmark, eager and compiled (not yet timed on a GPU).
 #
 #   bash tools/device_check.sh [--device cuda|cpu] [--quick]
@@ -44,7 +44,8 @@ PY
 [[ ${PIPESTATUS[0]} -ne 0 ]] && status=1
 # torch.compile of every family on the device (what it compiles: kernels.COMPILED_FAST_PATHS)
 "$PY" -m pytest tests/test_models/test_compile.py --device "$DEVICE" -q -rs \
-  -k compiled_blocks_match_eager -p no:cacheprovider 2>&1 | tee "$LOGS/compile_$DEVICE.txt"
+  -k 'compiled_blocks_match_eager or fake_implementations' -p no:cacheprovider 2>&1 \
+  | tee "$LOGS/compile_$DEVICE.txt"
 [[ ${PIPESTATUS[0]} -ne 0 ]] && status=1
 if [[ $QUICK -eq 0 ]]; then
   if [[ "$DEVICE" == cuda ]]; then

@@ -6,5 +6,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash tools/setup_env.sh
 .venv/bin/ruff check mmpoolformer tools tests configs demo setup.py
+# Two worker processes (pytest-xdist; each with its share of the cores, tests/conftest.py),
+# a test file per worker at a time: much of the suite is single-threaded (subprocess
+# start-up, imports, compilation). MMPOOLFORMER_TEST_WORKERS=0 runs it in one process.
 # pytest exits 5 when it collected no test: that is a failure here, as is any other non-zero.
-.venv/bin/python -m pytest tests "$@"
+.venv/bin/python -m pytest tests -n "${MMPOOLFORMER_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -338,14 +338,24 @@ def test_blocks_with_other_norms_compile_with_symbolic_sizes(norm_cfg):
     assert_close(gradients(compiled, x, weights), gradients(eager, x, weights), norm_cfg)
 
 
-def test_the_whole_backbone_under_torch_compile():
-    """``torch.compile`` of the whole backbone (what mmengine's ``compile=True`` does to
-    the model): the stem's and downsamplings' convolutions run as the compiled custom
-    operator too, their channels-last inputs and weight gradients included."""
+@pytest.mark.parametrize('mode', ['train', 'eval'])
+def test_the_whole_backbone_under_torch_compile_with_dynamic_sizes(mode):
+    """``torch.compile(backbone, dynamic=True)`` of the whole backbone (as mmengine's
+    ``compile=True`` compiles the model): the stem's and downsamplings' convolutions run
+    as the compiled custom operator too, their channels-last inputs and weight gradients
+    included; a second input size reuses the graph."""
     eager = PoolFormer(dict(TINY, mlp_ratios=4, layer_scale_init_value=1e-5),
-                       out_channels_last=True).train()
+                       out_channels_last=True).train(mode == 'train')
     compiled = copy.deepcopy(eager)
-    compiled.compile(fullgraph=True)  # in place: the state_dict's names stay
-    x = torch.randn(2, 3, 64, 80)
-    weights = [torch.randn(o.shape) for o in eager(x)]
-    assert_close(gradients(compiled, x, weights), gradients(eager, x, weights), 'whole')
+    compiled.compile(dynamic=True, fullgraph=True)  # in place: the state_dict's names stay
+    for i, size in enumerate([(64, 80), (96, 64)]):
+        if i == 1:
+            before = graphs()
+        x = torch.randn(2, 3, *size)
+        if mode == 'train':
+            weights = [torch.randn(o.shape) for o in eager(x)]
+            assert_close(gradients(compiled, x, weights), gradients(eager, x, weights), size)
+        else:
+            with torch.no_grad():
+                assert_close(dict(enumerate(compiled(x))), dict(enumerate(eager(x))), size)
+    assert graphs() == before
