@@ -1,4 +1,6 @@
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -17,6 +19,12 @@ def _seed():
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: end-to-end runs (minutes); CI runs them too')
+    # torch.compile's caches (Inductor, AOTAutograd) in a folder of this test process's
+    # own, inherited by the processes its tests start: every run compiles as a new machine
+    # does, whatever earlier runs (or other versions of this code) left in the user's cache.
+    if 'TORCHINDUCTOR_CACHE_DIR' not in os.environ:
+        config._mmpoolformer_compile_cache = tempfile.mkdtemp(prefix='mmpoolformer-inductor-')
+        os.environ['TORCHINDUCTOR_CACHE_DIR'] = config._mmpoolformer_compile_cache
     workers = os.environ.get('PYTEST_XDIST_WORKER_COUNT')
     if workers:
         # Under pytest-xdist (-n N), each worker and the processes its tests start get
@@ -37,3 +45,9 @@ def device(request):
         pytest.skip('CUDA case: no CUDA device here (this is not a pass; run '
                     'tools/device_check.sh on a CUDA machine)')
     return torch.device(name)
+
+
+def pytest_unconfigure(config):
+    cache = getattr(config, '_mmpoolformer_compile_cache', None)
+    if cache:
+        shutil.rmtree(cache, ignore_errors=True)

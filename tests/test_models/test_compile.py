@@ -343,19 +343,26 @@ def test_the_whole_backbone_under_torch_compile_with_dynamic_sizes(mode):
     """``torch.compile(backbone, dynamic=True)`` of the whole backbone (as mmengine's
     ``compile=True`` compiles the model): the stem's and downsamplings' convolutions run
     as the compiled custom operator too, their channels-last inputs and weight gradients
-    included; a second input size reuses the graph."""
+    included; an input of a new size and orientation reuses the graph, both when the graph
+    is compiled afresh and when it comes from Inductor's caches (a second run: guards
+    stored with the cached graph apply then)."""
     eager = PoolFormer(dict(TINY, mlp_ratios=4, layer_scale_init_value=1e-5),
                        out_channels_last=True).train(mode == 'train')
-    compiled = copy.deepcopy(eager)
-    compiled.compile(dynamic=True, fullgraph=True)  # in place: the state_dict's names stay
-    for i, size in enumerate([(64, 80), (96, 64)]):
-        if i == 1:
-            before = graphs()
-        x = torch.randn(2, 3, *size)
-        if mode == 'train':
-            weights = [torch.randn(o.shape) for o in eager(x)]
-            assert_close(gradients(compiled, x, weights), gradients(eager, x, weights), size)
-        else:
-            with torch.no_grad():
-                assert_close(dict(enumerate(compiled(x))), dict(enumerate(eager(x))), size)
-    assert graphs() == before
+    for run in ('cold', 'cached'):
+        torch._dynamo.reset()
+        counters.clear()
+        compiled = copy.deepcopy(eager)
+        compiled.compile(dynamic=True, fullgraph=True)  # in place: the state_dict's names
+        for i, size in enumerate([(64, 80), (96, 64)]):
+            if i == 1:
+                before = graphs()
+            x = torch.randn(2, 3, *size)
+            if mode == 'train':
+                weights = [torch.randn(o.shape) for o in eager(x)]
+                assert_close(gradients(compiled, x, weights), gradients(eager, x, weights),
+                             (run, size))
+            else:
+                with torch.no_grad():
+                    assert_close(dict(enumerate(compiled(x))), dict(enumerate(eager(x))),
+                                 (run, size))
+        assert graphs() == before, run

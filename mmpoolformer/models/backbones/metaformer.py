@@ -432,7 +432,9 @@ class MetaFormer(BaseModule):
         """
         if x.dim() != 4:
             raise ValueError(f'expected a (B, C, H, W) image batch, got shape {tuple(x.shape)}')
-        if min(x.shape[-2:]) < self.min_input_size:
+        # (Each side on its own, not min(): under torch.compile with symbolic sizes, min()
+        # guards on which side is the smaller, and the other orientation recompiles.)
+        if x.shape[-2] < self.min_input_size or x.shape[-1] < self.min_input_size:
             raise ValueError(f'input of size {tuple(x.shape[-2:])} is too small: the stem '
                              f'needs height and width of at least {self.min_input_size}')
         if self._has_quadratic_mixers:

@@ -290,7 +290,7 @@ def unit_side_in_fp32(device: str, dtype, size, kernel_size, stride, padding,
     outputs of other sizes). Such outputs are tiny (a line of pixels), so they are computed
     in fp32 and rounded to the low-precision dtype, forward and backward, on every CPU."""
     return (device == 'cpu' and dtype in (torch.bfloat16, torch.float16)
-            and min(conv_output_size(size, kernel_size, stride, padding, dilation)) == 1)
+            and 1 in conv_output_size(size, kernel_size, stride, padding, dilation))
 
 
 def _nchw_view(x: Tensor, channels_last: bool) -> Tensor:
