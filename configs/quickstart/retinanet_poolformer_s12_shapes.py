@@ -1,5 +1,5 @@
 # The quickstart: configs/retinanet_poolformer_s12.py on the synthetic shapes dataset,
-# trainable on a 2-core CPU in about 8 minutes (tools/quickstart.sh trains it with --amp).
+# trainable on a 2-core CPU in about 15 minutes (tools/quickstart.sh trains it with --amp).
 # Changed: data paths, image scale, class count (configs/quickstart/_base_/) and the recipe
 # below. The backbone starts from scratch because no checkpoint can be downloaded on an
 # offline machine; with internet, drop `init_cfg=None` to start from ImageNet weights.
