@@ -175,7 +175,10 @@ def _operator_cases(dtype, device='cpu'):
         w1, w2 = torch.randn(4 * c, c) * 0.3, torch.randn(c, 4 * c) * 0.3
         cases += [
             (cpu._norm_mlp_residual_op, (*_leaves(x, w, b, w1, torch.randn(4 * c), w2, b, w,
-                                                  w), 1e-5, True)),
+                                                  w), 1e-5, torch.float32, True)),
+            # (under bf16 autocast: an fp32 residual stream, bf16 GEMMs)
+            (cpu._norm_mlp_residual_op, (*_leaves(x, w, b, w1, torch.randn(4 * c), w2, b, w,
+                                                  None), 1e-5, torch.bfloat16, False)),
             (cpu._mkldnn_linear_op, _leaves(x.view(-1, c), w1, torch.randn(4 * c))),
             (cpu._gelu_mlp_residual_op, (x.view(-1, c), x.view(-1, c), w1, None, w2, b)),
         ]

@@ -5,9 +5,9 @@
   ``linear_add``). These ops have no autograd formula: they serve inference directly and
   training inside the custom operators written here.
 - The channel MLP line ``res_scale * x + ls * fc2(gelu(fc1(gn1(x))))`` is one custom
-  operator in training, fp32 or bf16 (``norm_mlp_residual``), and a chain of fused oneDNN
-  calls in inference (``mlp_inference``). Its one-group norm is the portable one
-  (``portable.py``).
+  operator in training, in fp32, bf16 or under bf16 autocast (``norm_mlp_residual``), and
+  a chain of fused oneDNN calls in inference (``mlp_inference``). Its one-group norm is
+  the portable one (``portable.py``).
 Figures behind these choices are in ``docs/performance.md``.
 """
 from typing import List, Optional, Tuple
@@ -15,7 +15,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .portable import group_norm1_backward, group_norm1_forward
+from .portable import group_norm1_backward, group_norm1_forward, residual_dtype
 
 # Native kernels that get channels-last views of the (B, H, W, C) features on the CPU:
 # proved forward and backward by the CPU parity suite, which CI runs on every change.
@@ -114,11 +114,12 @@ _mkldnn_linear_op.register_autograd(_mkldnn_linear_grad, setup_context=_mkldnn_l
 
 def can_fuse_mlp(x: Tensor, weight: Tensor) -> bool:
     """Whether the fused training MLP (``norm_mlp_residual``) computes what the plain
-    modules would: in fp32, or in bf16 where autocast (or a bf16 model) would."""
+    modules would: in fp32, in bf16 (a bf16 model), or under bf16 autocast."""
     if x.device.type != 'cpu' or not MKLDNN_LINEAR:
         return False
     if torch.is_autocast_enabled('cpu'):
-        return x.dtype == torch.bfloat16 and torch.get_autocast_dtype('cpu') == torch.bfloat16
+        return (x.dtype in (torch.float32, torch.bfloat16)
+                and torch.get_autocast_dtype('cpu') == torch.bfloat16)
     return x.dtype == weight.dtype and x.dtype in (torch.float32, torch.bfloat16)
 
 
@@ -183,29 +184,35 @@ def _cast(t: Optional[Tensor], dtype) -> Optional[Tensor]:
 
 # The channel-MLP line ``res_scale * x + layer_scale * fc2(gelu(fc1(gn(x))))`` of a
 # PoolFormer block, written by hand: gn is a one-group GroupNorm (norm2), GELU the exact
-# one, x a contiguous (B, H, W, C) tensor of fp32 or bf16 (the parameters are cast to it,
-# as autocast would). Layer scale is folded into fc2 (``W2' = diag(ls) W2``), so the
-# residual add happens inside the oneDNN GEMM and neither the scaled branch nor the GEMM's
-# own output is ever stored; the layer-scale gradient comes from the (C, 4C) weight
+# one, x a contiguous (B, H, W, C) tensor. Dtypes are those of the plain modules: the norm
+# runs in x's dtype, the GEMMs and GELU in ``compute`` (bf16 under bf16 autocast, else x's
+# dtype; the parameters are cast to it, as autocast casts them), and the line's result has
+# the type-promoted dtype of its terms (``residual_dtype``: fp32 for an fp32 or bf16 x with
+# fp32 scales under autocast). Layer scale is folded into fc2 (``W2' = diag(ls) W2``), so
+# the scaled branch is never stored and, where the result has the GEMM's dtype, the residual
+# add happens inside the oneDNN GEMM; the layer-scale gradient comes from the (C, 4C) weight
 # gradient instead of a pass over the activations. Gradients are the chain rule of the same
 # expression. Forward and backward are custom operators, so that torch.compile keeps them.
 @torch.library.custom_op('mmpoolformer::norm_mlp_residual', mutates_args=(), device_types='cpu')
 def _norm_mlp_residual_op(x: Tensor, gn_weight: Optional[Tensor], gn_bias: Optional[Tensor],
                           w1: Tensor, b1: Optional[Tensor], w2: Tensor, b2: Optional[Tensor],
                           layer_scale: Optional[Tensor], res_scale: Optional[Tensor],
-                          eps: float, channels_last: bool) -> List[Tensor]:
-    """[out, normed, mean, rstd, *hidden, *act]: all but ``out`` are kept for the backward;
-    ``hidden`` and ``act`` are MLP_CHUNKS row chunks each (``chunk_bounds``)."""
-    dt, c = x.dtype, x.shape[-1]
+                          eps: float, compute: torch.dtype,
+                          channels_last: bool) -> List[Tensor]:
+    """[out, tokens, mean, rstd, *hidden, *act]: all but ``out`` are kept for the backward
+    (``tokens``: the normed x in ``compute``); ``hidden`` and ``act`` are MLP_CHUNKS row
+    chunks each (``chunk_bounds``)."""
+    c = x.shape[-1]
     with torch.autocast('cpu', enabled=False):
         x = x.contiguous()
         normed, mean, rstd = group_norm1_forward(x, gn_weight, gn_bias, eps)
-        w1, b1 = w1.to(dt), _cast(b1, dt)
+        tokens = normed.view(-1, c).to(compute)
+        w1, b1 = w1.to(compute), _cast(b1, compute)
         w2s, b2s = fold_layer_scale(w2, b2, layer_scale)
-        w2s, b2s = w2s.to(dt), _cast(b2s, dt)
-        residual = (x if res_scale is None else x * res_scale.to(dt)).view(-1, c)
-        tokens = normed.view(-1, c)
-        bounds = chunk_bounds(tokens.shape[0], w1.shape[0] * x.element_size())
+        w2s, b2s = w2s.to(compute), _cast(b2s, compute)
+        out_dtype = residual_dtype(x, layer_scale, res_scale, branch=compute)
+        residual = (x if res_scale is None else x * res_scale).view(-1, c).to(out_dtype)
+        bounds = chunk_bounds(tokens.shape[0], w1.shape[0] * tokens.element_size())
         hidden, act, out = [], [], []
         for start, stop in zip(bounds[:-1], bounds[1:]):
             if stop == start:
@@ -214,19 +221,30 @@ def _norm_mlp_residual_op(x: Tensor, gn_weight: Optional[Tensor], gn_bias: Optio
                 continue
             hidden.append(linear(tokens[start:stop], w1, b1))
             act.append(torch.nn.functional.gelu(hidden[-1]))
-            out.append(linear_add(act[-1], residual[start:stop], w2s, b2s))
-    return [cat_rows(out).view(x.shape), normed, mean, rstd, *hidden, *act]
+            out.append(residual_add(act[-1], residual[start:stop], w2s, b2s))
+    return [cat_rows(out).view(x.shape), tokens, mean, rstd, *hidden, *act]
 
 
 @_norm_mlp_residual_op.register_fake
-def _(x, gn_weight, gn_bias, w1, b1, w2, b2, layer_scale, res_scale, eps, channels_last):
+def _(x, gn_weight, gn_bias, w1, b1, w2, b2, layer_scale, res_scale, eps, compute,
+      channels_last):
     # The chunks' row counts are left to the kernel (unbacked sizes): torch.compile then
     # neither guards on them nor recompiles when an input size moves a chunk boundary.
     ctx = torch.library.get_ctx()
-    chunks = [x.new_empty((ctx.new_dynamic_size(), w1.shape[0])) for _ in range(2 * MLP_CHUNKS)]
-    return [torch.empty_like(x, memory_format=torch.contiguous_format),
-            torch.empty_like(x, memory_format=torch.contiguous_format),
+    chunks = [x.new_empty((ctx.new_dynamic_size(), w1.shape[0]), dtype=compute)
+              for _ in range(2 * MLP_CHUNKS)]
+    out_dtype = residual_dtype(x, layer_scale, res_scale, branch=compute)
+    return [torch.empty_like(x, dtype=out_dtype, memory_format=torch.contiguous_format),
+            x.new_empty((x[..., 0].numel(), x.shape[-1]), dtype=compute),
             x.new_empty((x.shape[0], 1)), x.new_empty((x.shape[0], 1)), *chunks]
+
+
+def residual_add(act: Tensor, residual: Tensor, w2: Tensor, b2: Optional[Tensor]) -> Tensor:
+    """``residual + act @ w2.T + b2``: one oneDNN GEMM where the residual has the GEMM's
+    dtype, else the GEMM's result added in the residual's (wider) dtype."""
+    if residual.dtype == act.dtype:
+        return linear_add(act, residual, w2, b2)
+    return torch.add(residual, linear(act, w2, b2))
 
 
 # The gradients of norm_mlp_residual's inputs, in this order; those not asked for are empty.
@@ -237,62 +255,76 @@ _MLP_INPUTS = ('x', 'gn_weight', 'gn_bias', 'w1', 'b1', 'w2', 'b2', 'layer_scale
 @torch.library.custom_op('mmpoolformer::norm_mlp_residual_backward', mutates_args=(),
                          device_types='cpu')
 def _norm_mlp_residual_backward_op(
-        grad: Tensor, x: Tensor, normed: Tensor, mean: Tensor, rstd: Tensor, hidden: List[Tensor],
-        act: List[Tensor], gn_weight: Optional[Tensor], w1: Tensor, w2: Tensor,
-        b2: Optional[Tensor],
+        grad: Tensor, x: Tensor, tokens: Tensor, mean: Tensor, rstd: Tensor,
+        hidden: List[Tensor], act: List[Tensor], gn_weight: Optional[Tensor], w1: Tensor,
+        w2: Tensor, b2: Optional[Tensor],
         layer_scale: Optional[Tensor], res_scale: Optional[Tensor], needs: List[bool],
         channels_last: bool) -> List[Tensor]:
     with torch.autocast('cpu', enabled=False):
-        return _norm_mlp_residual_grads(grad, x, normed, mean, rstd, hidden, act, gn_weight,
+        return _norm_mlp_residual_grads(grad, x, tokens, mean, rstd, hidden, act, gn_weight,
                                         w1, w2, b2, layer_scale, res_scale, needs,
                                         channels_last)
 
 
-def _norm_mlp_residual_grads(grad, x, normed, mean, rstd, hidden, act, gn_weight, w1, w2, b2,
+def _accumulate(total: Optional[Tensor], part: Tensor, acc: torch.dtype) -> Tensor:
+    """``total + part`` in the accumulation dtype (each chunk's result is rounded once)."""
+    part = part.to(acc)
+    return part if total is None else total.add_(part)
+
+
+def _norm_mlp_residual_grads(grad, x, tokens, mean, rstd, hidden, act, gn_weight, w1, w2, b2,
                              layer_scale, res_scale, needs, channels_last) -> List[Tensor]:
     need_x, need_gw, need_gb, need_w1, need_b1, need_w2, need_b2, need_ls, need_rs = needs
-    dt, pdt, c = x.dtype, w1.dtype, x.shape[-1]
+    dt, ct, pdt, c = x.dtype, tokens.dtype, w1.dtype, x.shape[-1]
     acc = torch.float64 if dt == torch.float64 else torch.float32
     g = grad.contiguous().view(-1, c)
-    normed = normed.view(-1, c)
+    g_low = g.to(ct)  # the gradient that reaches fc2's output, in fc2's dtype
     need_dw2s = need_w2 or need_ls
     need_normed = need_x or need_gw or need_gb
-    w2s = fold_layer_scale(w2, None, layer_scale)[0].to(dt)
+    w2s = fold_layer_scale(w2, None, layer_scale)[0].to(ct)
     # oneDNN takes the transposed weights as strided views: faster than a copy (measured)
-    w2s_t, w1_t = w2s.t(), w1.to(dt).t()
+    w2s_t, w1_t = w2s.t(), w1.to(ct).t()
     dw1 = dw2s = db1 = None
     dnormed = []
     # The forward's row chunks: the (rows, 4C) temporaries of each stay small and in cache.
+    # Where the GEMMs run in fp32 their weight gradients accumulate in place; in a lower
+    # precision each chunk's product is rounded once and summed in fp32.
+    in_place = ct == acc
     start = 0
     for h, a in zip(hidden, act):
         rows, start = slice(start, start + h.shape[0]), start + h.shape[0]
         if rows.stop == rows.start:
             continue
-        g_rows = g[rows]
+        g_rows = g_low[rows]
         if need_dw2s:
-            dw2s = g_rows.t().mm(a) if dw2s is None else dw2s.addmm_(g_rows.t(), a)
+            if in_place and dw2s is not None:
+                dw2s.addmm_(g_rows.t(), a)
+            else:
+                dw2s = _accumulate(dw2s, g_rows.t().mm(a), acc)
         if not (need_w1 or need_b1 or need_normed):
             continue
         dh = torch.ops.aten.gelu_backward(linear(g_rows, w2s_t, None), h)
         if need_w1:
-            dw1 = dh.t().mm(normed[rows]) if dw1 is None else dw1.addmm_(dh.t(), normed[rows])
+            if in_place and dw1 is not None:
+                dw1.addmm_(dh.t(), tokens[rows])
+            else:
+                dw1 = _accumulate(dw1, dh.t().mm(tokens[rows]), acc)
         if need_b1:
             # (in dh's dtype, accumulated in fp32 by the kernel: a dtype= argument would
             # first copy all of bf16 dh to fp32)
-            part = dh.sum(0).to(acc)
-            db1 = part if db1 is None else db1.add_(part)
+            db1 = _accumulate(db1, dh.sum(0), acc)
         if need_normed:
             dnormed.append(linear(dh, w1_t, None))
     dx = dgw = dgb = None
     if need_normed:
-        dx, dgw, dgb = group_norm1_backward(cat_rows(dnormed).view(x.shape), x, gn_weight,
-                                            mean, rstd, need_x, need_gw, need_gb,
+        dx, dgw, dgb = group_norm1_backward(cat_rows(dnormed).view(x.shape).to(dt), x,
+                                            gn_weight, mean, rstd, need_x, need_gw, need_gb,
                                             channels_last)
     if need_x:
-        dx = dx + (grad if res_scale is None else grad * res_scale.to(dt))
+        direct = grad if res_scale is None else grad * res_scale.to(grad.dtype)
+        dx = (dx + direct).to(dt)
     drs = (grad * x).sum((0, 1, 2), dtype=acc) if need_rs else None
     db2s = g.sum(0, dtype=acc) if need_b2 or (need_ls and b2 is not None) else None
-    dw2s = None if dw2s is None else dw2s.to(acc)
     dls = dw2 = db2 = None
     if layer_scale is None:
         dw2, db2 = dw2s, db2s
@@ -312,7 +344,7 @@ def _norm_mlp_residual_grads(grad, x, normed, mean, rstd, hidden, act, gn_weight
 
 
 @_norm_mlp_residual_backward_op.register_fake
-def _(grad, x, normed, mean, rstd, hidden, act, gn_weight, w1, w2, b2, layer_scale,
+def _(grad, x, tokens, mean, rstd, hidden, act, gn_weight, w1, w2, b2, layer_scale,
       res_scale, needs, channels_last):
     c, hid, pdt = x.shape[-1], w1.shape[0], w1.dtype
     shapes = ((c, ), (c, ), (hid, c), (hid, ), (c, hid), (c, ), (c, ), (c, ))
@@ -323,7 +355,7 @@ def _(grad, x, normed, mean, rstd, hidden, act, gn_weight, w1, w2, b2, layer_sca
 
 
 def _norm_mlp_residual_setup(ctx, inputs, output):
-    (x, gn_weight, gn_bias, w1, b1, w2, b2, layer_scale, res_scale, _,
+    (x, gn_weight, gn_bias, w1, b1, w2, b2, layer_scale, res_scale, _, _,
      channels_last) = inputs
     ctx.mark_non_differentiable(*output[1:])
     ctx.save_for_backward(x, *output[1:], gn_weight, w1, w2, b2, layer_scale, res_scale)
@@ -334,12 +366,12 @@ def _norm_mlp_residual_setup(ctx, inputs, output):
 def _norm_mlp_residual_grad(ctx, grads_out):
     needs = [need and present
              for need, present in zip(ctx.needs_input_grad[:9], ctx.present)]
-    x, normed, mean, rstd, *saved = ctx.saved_tensors
+    x, tokens, mean, rstd, *saved = ctx.saved_tensors
     hidden, act, params = (saved[:MLP_CHUNKS], saved[MLP_CHUNKS:2 * MLP_CHUNKS],
                            saved[2 * MLP_CHUNKS:])
     grads = torch.ops.mmpoolformer.norm_mlp_residual_backward(
-        grads_out[0], x, normed, mean, rstd, hidden, act, *params, needs, ctx.channels_last)
-    return tuple(g if need else None for g, need in zip(grads, needs)) + (None, None)
+        grads_out[0], x, tokens, mean, rstd, hidden, act, *params, needs, ctx.channels_last)
+    return tuple(g if need else None for g, need in zip(grads, needs)) + (None, None, None)
 
 
 _norm_mlp_residual_op.register_autograd(_norm_mlp_residual_grad,
@@ -351,7 +383,14 @@ def norm_mlp_residual(x, norm, mlp, layer_scale, res_scale, channels_last: bool 
     or None; ``channels_last``: the norm's backward kernel may read channels-last views)."""
     return _norm_mlp_residual_op(x, norm.weight, norm.bias, mlp.fc1.weight, mlp.fc1.bias,
                                  mlp.fc2.weight, mlp.fc2.bias, layer_scale, res_scale,
-                                 norm.eps, channels_last)[0]
+                                 norm.eps, linear_dtype(x), channels_last)[0]
+
+
+def linear_dtype(x: Tensor) -> torch.dtype:
+    """The dtype a linear layer computes in on x: autocast's, else x's."""
+    if torch.is_autocast_enabled('cpu') and x.dtype != torch.float64:
+        return torch.get_autocast_dtype('cpu')
+    return x.dtype
 
 
 def _mlp_rows(tokens: Tensor, residual: Tensor, w1: Tensor, b1: Optional[Tensor], w2: Tensor,
@@ -364,8 +403,10 @@ def _mlp_rows(tokens: Tensor, residual: Tensor, w1: Tensor, b1: Optional[Tensor]
         if act is None:
             hidden = linear_gelu(tokens[rows], w1, b1)
         else:
-            hidden = act(linear(tokens[rows], w1, b1))
-        out.append(linear_add(hidden, residual[rows], w2, b2))
+            # (an activation with fp32 parameters, StarReLU, returns fp32 under autocast:
+            # fc2 takes it in its own dtype, as autocast would cast it)
+            hidden = act(linear(tokens[rows], w1, b1)).to(w2.dtype)
+        out.append(residual_add(hidden, residual[rows], w2, b2))
     return cat_rows(out)
 
 
@@ -390,10 +431,11 @@ def mlp_inference(x, norm, mlp, layer_scale, res_scale, exact_gelu: bool) -> Ten
     GEMMs are one custom operator (which torch.compile keeps); another activation module
     runs between them in Python (eager only).
     """
-    c, dt = x.shape[-1], x.dtype
-    tokens = norm(x).reshape(-1, c)
+    c, dt = x.shape[-1], linear_dtype(x)
+    tokens = norm(x).reshape(-1, c).to(dt)
     w2, b2 = fold_layer_scale(mlp.fc2.weight, mlp.fc2.bias, layer_scale)
-    residual = (x if res_scale is None else x * res_scale.to(dt)).reshape(-1, c)
+    residual = (x if res_scale is None else x * res_scale).reshape(-1, c)
+    residual = residual.to(residual_dtype(x, layer_scale, res_scale, branch=dt))
     args = (tokens, residual, mlp.fc1.weight.to(dt), _cast(mlp.fc1.bias, dt), w2.to(dt),
             _cast(b2, dt))
     if exact_gelu:

@@ -468,5 +468,19 @@ def pool_token_mixing(x: torch.Tensor, pool_size: int, norm_weight: Optional[tor
         weight = weight + 0 * norm_bias
     if layer_scale is not None:
         weight = weight * layer_scale
-    weight = weight.to(x.dtype)  # parameters are fp32 under bf16/fp16 autocast
-    return _pool_mix_op(x, weight, res_scale, pool_size, channels_last)[0]
+    # The line's dtype is the official one's: under autocast a bf16 x (a convolution's
+    # output) with an fp32 norm weight, layer or res scale gives fp32, the residual
+    # stream's dtype from here on. (In bf16, an update of 1e-5 relative size, layer
+    # scale's initial value, would round away.)
+    x = x.to(residual_dtype(x, norm_weight, layer_scale, res_scale))
+    return _pool_mix_op(x, weight.to(x.dtype), res_scale, pool_size, channels_last)[0]
+
+
+def residual_dtype(x: Tensor, *scales: Optional[Tensor], branch=None) -> torch.dtype:
+    """The dtype of ``res_scale * x + layer_scale * branch`` in PyTorch's type promotion
+    (``branch``: the branch's dtype, default x's; absent scales are None)."""
+    dtype = x.dtype if branch is None else torch.promote_types(x.dtype, branch)
+    for scale in scales:
+        if scale is not None:
+            dtype = torch.promote_types(dtype, scale.dtype)
+    return dtype

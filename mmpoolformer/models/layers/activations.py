@@ -28,9 +28,10 @@ class StarReLU(nn.Module):
                                  requires_grad=bias_learnable)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = torch.relu(x)
-        # Cast the fp32 parameters so that bf16 activations stay bf16 under autocast.
-        return torch.addcmul(self.bias.to(x.dtype), r, r * self.scale.to(x.dtype))
+        # Dtypes as in the official definition: under autocast, relu(x) ** 2 is bf16 and
+        # the fp32 scale and bias make the result fp32 (the next layer casts it back); the
+        # gradients of the two scalars sum the whole map in fp32.
+        return torch.addcmul(self.bias, torch.relu(x).square(), self.scale)
 
 
 @ACTIVATIONS.register_module()

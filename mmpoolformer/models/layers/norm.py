@@ -10,11 +10,30 @@ from ...registry import NORM_LAYERS, lookup
 from .. import kernels
 
 
+def affine_input(x: torch.Tensor, weight) -> torch.Tensor:
+    """x in the dtype that the norm's affine gives its output: PyTorch's type promotion of
+    x and the weight, as in the official MetaFormer norms (normalised x times the weight).
+    Under autocast a bf16 x (a convolution's output) and an fp32 weight give fp32: the
+    residual stream that follows stays fp32 there, as in the official models."""
+    if weight is None or weight.dtype == x.dtype:
+        return x
+    return x.to(torch.promote_types(x.dtype, weight.dtype))
+
+
 class GroupNormNHWC(nn.GroupNorm):
-    """``nn.GroupNorm`` (same parameters and eps) applied to (B, H, W, C) input."""
+    """``nn.GroupNorm`` (same parameters and eps) applied to (B, H, W, C) input; output in
+    ``affine_input``'s dtype."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return kernels.group_norm(x, self)
+        return kernels.group_norm(affine_input(x, self.weight), self)
+
+
+class LayerNormNHWC(nn.LayerNorm):
+    """``nn.LayerNorm`` over the channel axis of (B, H, W, C) input; output in
+    ``affine_input``'s dtype."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(affine_input(x, self.weight))
 
 
 class BatchNormNHWC(nn.BatchNorm2d):
@@ -33,8 +52,7 @@ class SyncBatchNormNHWC(nn.SyncBatchNorm):
 
 @NORM_LAYERS.register_module(name='LN')
 def _layer_norm(channels, eps=1e-5, affine=True, bias=True):
-    # LayerNorm over the channel axis is plain nn.LayerNorm in the (B, H, W, C) layout.
-    return nn.LayerNorm(channels, eps=eps, elementwise_affine=affine, bias=bias)
+    return LayerNormNHWC(channels, eps=eps, elementwise_affine=affine, bias=bias)
 
 
 @NORM_LAYERS.register_module(name='GN')

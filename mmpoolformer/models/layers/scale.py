@@ -13,7 +13,10 @@ class Scale(nn.Module):
         self.scale = nn.Parameter(torch.full((dim,), float(init_value)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale.to(x.dtype)  # keep bf16 activations bf16 under autocast
+        # Type promotion as in the official definition: under autocast a bf16 x times the
+        # fp32 scale is fp32, so the residual stream stays fp32 and a small layer-scaled
+        # update is not rounded away.
+        return x * self.scale
 
     def extra_repr(self) -> str:
         return f'dim={self.scale.numel()}'
