@@ -129,7 +129,8 @@ def _rms_error(got: torch.Tensor, want: torch.Tensor) -> float:
 def _autocast_errors(model, x, weights, truth, low):
     """Relative RMS errors of ``model`` under ``low`` autocast against the float64 truth:
     (forward in eval and train mode, input gradient, median over the parameter gradients),
-    and the outputs' dtypes. (RMS, not the maximum: one element's rounding is noise at this precision.)"""
+    and the outputs' dtypes. (RMS, not the maximum: one element's rounding is noise at this
+    precision.)"""
     want_outs, want_grads = truth
     forward = 0.0
     for training in (False, True):  # (eval mode without autograd: the inference paths)
