@@ -11,12 +11,16 @@ norms run eagerly (single convolutions and norms, which compiling would not spee
 
 What the compiled blocks compute on each device is the kernels layer's choice
 (``kernels.COMPILED_FAST_PATHS``): on the CPU the fast paths as custom operators, on CUDA
-the reference ops, which Inductor fuses.
+the reference ops, which Inductor fuses. Inference without autograd on the CPU runs the
+same fast paths eagerly (``kernels.COMPILED_INFERENCE``): compiling them only adds
+per-call overhead.
 """
 import functools
 from typing import Callable, Optional, Union
 
 import torch
+
+from . import kernels
 
 # What ``compile=True`` means: symbolic sizes from the first call (detection batches change
 # size at every iteration).
@@ -81,6 +85,8 @@ def call_compiled(options: dict, block: torch.nn.Module, x: torch.Tensor) -> tor
     """``block(x)`` through the compiled function of ``options``."""
     if torch.compiler.is_compiling():  # inside a caller's own compiled region: inline
         return block(x)
+    if not torch.is_grad_enabled() and not kernels.compiles_inference(x):
+        return block(x)  # the device's eager fast paths (kernels.COMPILED_INFERENCE)
     first, second = _symbolic_shapes()
     with first, second:
         return _compiled_call(options)(block, x)

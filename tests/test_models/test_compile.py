@@ -56,9 +56,12 @@ def sizes(family):
 @pytest.mark.slow
 @pytest.mark.parametrize('device', ['cpu', 'cuda'], indirect=True)
 @pytest.mark.parametrize('family', FAMILIES)
-def test_compiled_blocks_match_eager_and_new_sizes_reuse_the_graphs(family, device):
+def test_compiled_blocks_match_eager_and_new_sizes_reuse_the_graphs(family, device,
+                                                                   monkeypatch):
     """Each device compiles its own choice of ops (the CPU: custom operators; CUDA: the
-    reference ops, which Inductor fuses); ``tools/device_check.sh`` runs the CUDA cases."""
+    reference ops, which Inductor fuses); ``tools/device_check.sh`` runs the CUDA cases.
+    Compiled inference is on here on every device, so that its graphs are tested too."""
+    monkeypatch.setitem(kernels.COMPILED_INFERENCE, device.type, True)
     eager, _ = paired(family)
     compiled, _ = paired(family, compile=FULLGRAPH)
     eager, compiled = eager.to(device), compiled.to(device)
@@ -81,6 +84,29 @@ def test_compiled_blocks_match_eager_and_new_sizes_reuse_the_graphs(family, devi
         if len(sizes(family)) > 1:
             # A new input size reuses the graphs of the first: no recompilation.
             assert graphs() == before, (mode, graphs(), before)
+
+
+def test_cpu_inference_runs_the_eager_fast_paths_under_the_compile_switch():
+    """On the CPU, ``compile=True`` compiles training; inference without autograd runs the
+    eager fast paths (the compiled blocks would call the same operators, with per-call
+    overhead): no graph, the eager result bit for bit. With autograd, or with the fast
+    paths off, the blocks go through the compiled function."""
+    eager = PoolFormer(dict(TINY, mlp_ratios=4, layer_scale_init_value=1e-5)).eval()
+    compiled = copy.deepcopy(eager)
+    for stage in compiled.stages:
+        stage.compile_options = compile_options(FULLGRAPH)
+    x = torch.randn(2, 3, 64, 80)
+    with torch.no_grad():
+        want = eager(x)
+        got = compiled(x)
+    assert graphs() == 0
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    compiled(x)
+    assert graphs() > 0
+    seen = graphs()
+    with kernels.fast_paths(False), torch.no_grad():
+        compiled(x)  # the reference ops, which Inductor fuses
+    assert graphs() > seen
 
 
 @pytest.mark.slow

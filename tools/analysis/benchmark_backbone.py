@@ -159,7 +159,7 @@ def bench_arch(arch, args, peaks):
                 if dtype in LOW_DTYPES and not train:
                     extra = f' ({fp32_ref_eval / t:.2f}x vs fp32 reference)'
                 if name in first:
-                    extra += f'; first call {first[name]:.1f} s (compiling)'
+                    extra += f'; first call {first[name]:.1f} s'
                 print(f'| {mode} | {name} | {t:.3f} | {args.batch / t:.2f} | {gflops:.0f} | '
                       f'{100 * gflops / peaks[dtype if dtype == "fp32" else "bf16"]:.0f}% | '
                       f'{speedup:.2f}x{extra} |')

@@ -21,8 +21,8 @@ from . import cpu, cuda, portable, reference
 from .switch import ENV_VAR, fast_paths, fast_paths_enabled, switch_on
 
 __all__ = [
-    'ENV_VAR', 'fast_paths', 'fast_paths_enabled', 'token_mixing', 'channel_mlp',
-    'group_norm', 'avg_pool', 'linear', 'conv2d', 'nhwc_op', 'checkpoint'
+    'ENV_VAR', 'fast_paths', 'fast_paths_enabled', 'compiles_inference', 'token_mixing',
+    'channel_mlp', 'group_norm', 'avg_pool', 'linear', 'conv2d', 'nhwc_op', 'checkpoint'
 ]
 
 _CHANNELS_LAST_VERIFIED = {'cpu': cpu.CHANNELS_LAST_VERIFIED,
@@ -31,6 +31,15 @@ _CHANNELS_LAST_VERIFIED = {'cpu': cpu.CHANNELS_LAST_VERIFIED,
 # graph) or the reference ops (which Inductor fuses into kernels of its own).
 COMPILED_FAST_PATHS = {'cpu': cpu.COMPILE_WITH_FAST_PATHS,
                        'cuda': cuda.COMPILE_WITH_FAST_PATHS}
+# Per device: whether a backbone's ``compile`` switch compiles inference (no autograd) too,
+# where the fast paths are on; else inference runs them eagerly (``compiles_inference``).
+COMPILED_INFERENCE = {'cpu': cpu.COMPILE_INFERENCE, 'cuda': cuda.COMPILE_INFERENCE}
+
+
+def compiles_inference(x: torch.Tensor) -> bool:
+    """Whether compiled blocks also run for inference on x's device (the backbones'
+    ``compile`` switch): not where they would only wrap the eager fast paths (the CPU)."""
+    return COMPILED_INFERENCE.get(x.device.type, True) or not fast_paths_enabled()
 
 
 def _fast(x: torch.Tensor) -> bool:

@@ -24,6 +24,10 @@ CHANNELS_LAST_VERIFIED = frozenset({'conv2d', 'avg_pool2d', 'group_norm', 'batch
 # torch.compile on the CPU keeps the fast paths (as custom operators): they beat the kernels
 # Inductor generates for the same ops (docs/performance.md).
 COMPILE_WITH_FAST_PATHS = True
+# Inference (no autograd) with ``compile=True`` runs the eager fast paths on the CPU: the
+# compiled blocks would call the same operators, plus a guard check and the compiled graph's
+# wrapper at every block call, and measured 2-4% slower (docs/performance.md).
+COMPILE_INFERENCE = False
 
 
 def _has_mkldnn_linear() -> bool:

@@ -20,3 +20,5 @@ CHANNELS_LAST_VERIFIED = frozenset({'conv2d'})
 # torch.compile on CUDA takes the reference ops, which Inductor fuses into Triton kernels of
 # its own (no GPU measurement yet says that the custom operators would be faster).
 COMPILE_WITH_FAST_PATHS = False
+# Inference compiles too: Inductor's fused kernels are what compiling buys on CUDA.
+COMPILE_INFERENCE = True
