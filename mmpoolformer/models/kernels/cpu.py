@@ -276,6 +276,14 @@ def _accumulate(total: Optional[Tensor], part: Tensor, acc: torch.dtype) -> Tens
     return part if total is None else total.add_(part)
 
 
+def _accumulate_mm(total: Optional[Tensor], a: Tensor, b: Tensor, acc: torch.dtype) -> Tensor:
+    """``total + a @ b``: in place where the GEMM runs in the accumulation dtype; in a lower
+    precision each product is rounded once and summed in ``acc``."""
+    if total is not None and a.dtype == acc:
+        return total.addmm_(a, b)
+    return _accumulate(total, a.mm(b), acc)
+
+
 def _norm_mlp_residual_grads(grad, x, tokens, mean, rstd, hidden, act, gn_weight, w1, w2, b2,
                              layer_scale, res_scale, needs, channels_last) -> List[Tensor]:
     need_x, need_gw, need_gb, need_w1, need_b1, need_w2, need_b2, need_ls, need_rs = needs
@@ -291,9 +299,6 @@ def _norm_mlp_residual_grads(grad, x, tokens, mean, rstd, hidden, act, gn_weight
     dw1 = dw2s = db1 = None
     dnormed = []
     # The forward's row chunks: the (rows, 4C) temporaries of each stay small and in cache.
-    # Where the GEMMs run in fp32 their weight gradients accumulate in place; in a lower
-    # precision each chunk's product is rounded once and summed in fp32.
-    in_place = ct == acc
     start = 0
     for h, a in zip(hidden, act):
         rows, start = slice(start, start + h.shape[0]), start + h.shape[0]
@@ -301,18 +306,12 @@ def _norm_mlp_residual_grads(grad, x, tokens, mean, rstd, hidden, act, gn_weight
             continue
         g_rows = g_low[rows]
         if need_dw2s:
-            if in_place and dw2s is not None:
-                dw2s.addmm_(g_rows.t(), a)
-            else:
-                dw2s = _accumulate(dw2s, g_rows.t().mm(a), acc)
+            dw2s = _accumulate_mm(dw2s, g_rows.t(), a, acc)
         if not (need_w1 or need_b1 or need_normed):
             continue
         dh = torch.ops.aten.gelu_backward(linear(g_rows, w2s_t, None), h)
         if need_w1:
-            if in_place and dw1 is not None:
-                dw1.addmm_(dh.t(), tokens[rows])
-            else:
-                dw1 = _accumulate(dw1, dh.t().mm(tokens[rows]), acc)
+            dw1 = _accumulate_mm(dw1, dh.t(), tokens[rows], acc)
         if need_b1:
             # (in dh's dtype, accumulated in fp32 by the kernel: a dtype= argument would
             # first copy all of bf16 dh to fp32)
