@@ -157,7 +157,7 @@ def conv2d(x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
 
 def _conv_reference(conv: torch.nn.Conv2d, t: torch.Tensor) -> torch.Tensor:
     """``conv(t)`` for NCHW t, with the unit-side workaround of ``portable.conv2d_nhwc``."""
-    low = portable.conv_dtype(t)
+    low = portable.compute_dtype(t)
     if not portable.unit_side_in_fp32(t.device.type, low, t.shape[2:], conv.kernel_size,
                                       conv.stride, conv.padding, conv.dilation):
         return conv(t)

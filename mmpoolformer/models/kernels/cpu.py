@@ -15,7 +15,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .portable import group_norm1_backward, group_norm1_forward, residual_dtype
+from .portable import compute_dtype, group_norm1_backward, group_norm1_forward, residual_dtype
 
 # Native kernels that get channels-last views of the (B, H, W, C) features on the CPU:
 # proved forward and backward by the CPU parity suite, which CI runs on every change.
@@ -386,14 +386,7 @@ def norm_mlp_residual(x, norm, mlp, layer_scale, res_scale, channels_last: bool 
     or None; ``channels_last``: the norm's backward kernel may read channels-last views)."""
     return _norm_mlp_residual_op(x, norm.weight, norm.bias, mlp.fc1.weight, mlp.fc1.bias,
                                  mlp.fc2.weight, mlp.fc2.bias, layer_scale, res_scale,
-                                 norm.eps, linear_dtype(x), channels_last)[0]
-
-
-def linear_dtype(x: Tensor) -> torch.dtype:
-    """The dtype a linear layer computes in on x: autocast's, else x's."""
-    if torch.is_autocast_enabled('cpu') and x.dtype != torch.float64:
-        return torch.get_autocast_dtype('cpu')
-    return x.dtype
+                                 norm.eps, compute_dtype(x), channels_last)[0]
 
 
 def _mlp_rows(tokens: Tensor, residual: Tensor, w1: Tensor, b1: Optional[Tensor], w2: Tensor,
@@ -434,7 +427,7 @@ def mlp_inference(x, norm, mlp, layer_scale, res_scale, exact_gelu: bool) -> Ten
     GEMMs are one custom operator (which torch.compile keeps); another activation module
     runs between them in Python (eager only).
     """
-    c, dt = x.shape[-1], linear_dtype(x)
+    c, dt = x.shape[-1], compute_dtype(x)
     tokens = norm(x).reshape(-1, c).to(dt)
     w2, b2 = fold_layer_scale(mlp.fc2.weight, mlp.fc2.bias, layer_scale)
     residual = (x if res_scale is None else x * res_scale).reshape(-1, c)

@@ -361,8 +361,8 @@ def _conv2d_nhwc_grad(ctx, grad):
 _conv2d_nhwc_op.register_autograd(_conv2d_nhwc_grad, setup_context=_conv2d_nhwc_setup)
 
 
-def conv_dtype(x: Tensor) -> torch.dtype:
-    """The dtype a convolution of x computes in: autocast's, else x's."""
+def compute_dtype(x: Tensor) -> torch.dtype:
+    """The dtype a convolution or linear layer computes in on x: autocast's, else x's."""
     device = x.device.type
     if torch.is_autocast_enabled(device) and x.dtype != torch.float64:
         return torch.get_autocast_dtype(device)
@@ -373,7 +373,7 @@ def conv2d_nhwc(x: Tensor, conv: torch.nn.Conv2d, channels_last: bool) -> Tensor
     """``conv`` applied to (B, H, W, C) x as one custom operator, its inputs cast as
     autocast casts a convolution's (and the AMX workaround: ``unit_side_in_fp32``)."""
     weight, bias = conv.weight, conv.bias
-    dt = conv_dtype(x)
+    dt = compute_dtype(x)
     geometry = list(conv.stride), list(conv.padding), list(conv.dilation), conv.groups
     if unit_side_in_fp32(x.device.type, dt, x.shape[1:3], conv.kernel_size, *geometry[:3]):
         out = _conv2d_nhwc_op(x.float(), weight.float(), None if bias is None
