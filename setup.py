@@ -21,11 +21,17 @@ def read_requirements(name):
         return [line for line in lines if line]
 
 
-def get_version():
+def read_version_file():
     scope = {}
     with open(osp.join(HERE, 'mmpoolformer', 'version.py')) as f:
         exec(compile(f.read(), 'version.py', 'exec'), scope)
-    return scope['__version__']
+    return scope
+
+
+def torch_requirement(scope):
+    """The supported torch releases: pip refuses a torch outside them."""
+    (old_major, old_minor), (new_major, new_minor) = scope['TORCH_OLDEST'], scope['TORCH_NEWEST']
+    return f'torch>={old_major}.{old_minor},<{new_major}.{new_minor + 1}'
 
 
 def add_mim_extension():
@@ -57,19 +63,20 @@ def add_mim_extension():
 
 if __name__ == '__main__':
     add_mim_extension()
+    version_file = read_version_file()
     setup(
         name='mmpoolformer',
-        version=get_version(),
+        version=version_file['__version__'],
         description='PoolFormer and MetaFormer backbones for mmdet 3.x and mmseg 1.x',
         long_description=open(osp.join(HERE, 'README.md')).read()
         if osp.exists(osp.join(HERE, 'README.md')) else '',
         long_description_content_type='text/markdown',
         license='Apache License 2.0',
-        python_requires='>=3.9',
+        python_requires='>=3.9,<3.13',
         packages=find_packages(exclude=('configs', 'tools', 'demo', 'tests')),
         include_package_data=True,
         package_data={'mmpoolformer': ['.mim/**/*']},
-        install_requires=read_requirements('runtime.txt'),
+        install_requires=[torch_requirement(version_file)] + read_requirements('runtime.txt'),
         extras_require={
             'tests': read_requirements('tests.txt'),
             'mim': read_requirements('mminstall.txt'),

@@ -1,7 +1,16 @@
 """Importing mmpoolformer (what a config's ``custom_imports`` does) changes four things for
 the whole process; the README's "What importing mmpoolformer changes" says how to opt out."""
-from .checkpoint import install_mmengine_loaders, install_safe_globals, replaces_mmengine_loaders
-from .version import __version__
+from . import compat
+
+# One line naming the torch versions needed, before anything fails deeper down.
+compat.check_torch()
+
+from .checkpoint import (  # noqa: E402
+    install_mmengine_loaders,
+    install_safe_globals,
+    replaces_mmengine_loaders,
+)
+from .version import __version__  # noqa: E402
 
 # 1. torch's weights_only unpickler accepts the few non-tensor types of mmengine's own
 #    checkpoints (HistoryBuffer, numpy arrays and scalars); see checkpoint/safe_load.py.

@@ -4,7 +4,9 @@ from .safe_load import (
     CheckpointError,
     CheckpointNotFoundError,
     UnsafeCheckpointError,
+    add_safe_globals,
     cache_path,
+    get_safe_globals,
     install_mmengine_loaders,
     install_safe_globals,
     load_checkpoint_file,
@@ -15,6 +17,6 @@ from .safe_load import (
 __all__ = [
     'convert_state_dict', 'detect_layout', 'extract_state_dict', 'load_converted',
     'load_pretrained', 'CheckpointError', 'CheckpointNotFoundError', 'UnsafeCheckpointError',
-    'cache_path', 'install_mmengine_loaders', 'install_safe_globals', 'load_checkpoint_file',
-    'replaces_mmengine_loaders', 'safe_globals'
+    'add_safe_globals', 'cache_path', 'get_safe_globals', 'install_mmengine_loaders',
+    'install_safe_globals', 'load_checkpoint_file', 'replaces_mmengine_loaders', 'safe_globals'
 ]

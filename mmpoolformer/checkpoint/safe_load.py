@@ -1,15 +1,19 @@
 """Loading checkpoints as data, never as code.
 
-torch >= 2.6 unpickles with ``weights_only=True``: only tensors, containers, primitives and
-allowlisted types can be created, so a malicious pickle cannot run code. mmengine 0.10.7
-predates this and its own checkpoints hold a few non-tensor types (HistoryBuffer in the
-message hub, numpy arrays and scalars in the meta), which makes ``--resume`` and
-``tools/test.py`` fail out of the box. Instead of turning ``weights_only`` off, this module
-allowlists exactly those types, in this one place. ``install_safe_globals`` is called when
-``mmpoolformer`` is imported, so it is active in every load: ours, and mmengine's own
-(Runner resume/load_from), which call ``torch.load`` with the default ``weights_only``.
-A user's own types are allowlisted the same way, with
-``torch.serialization.add_safe_globals``: every load here honours it.
+Every load here unpickles with ``weights_only=True`` semantics: only tensors, containers,
+primitives and allowlisted types can be created, so a malicious pickle cannot run code.
+(torch >= 2.4 does it with its own unpickler, whose allowlist ``add_safe_globals`` extends;
+an older torch's list is fixed, and there the restricted unpickler of
+``restricted_unpickler.py`` does it, with the same allowlist and the same refusals.)
+mmengine 0.10.7 predates this and its own checkpoints hold a few non-tensor types
+(HistoryBuffer in the message hub, numpy arrays and scalars in the meta), which makes
+``--resume`` and ``tools/test.py`` fail out of the box. Instead of turning ``weights_only``
+off, this module allowlists exactly those types, in this one place.
+``install_safe_globals`` is called when ``mmpoolformer`` is imported, so it is active in
+every load: ours, and mmengine's own (Runner resume/load_from), which call ``torch.load``
+with the default ``weights_only``. A user's own types are allowlisted the same way, with
+``add_safe_globals`` (this module's, torch's own on torch >= 2.4): every load here honours
+it.
 
 ``install_mmengine_loaders`` (also called on import, unless ``MMPOOLFORMER_SAFE_LOAD=0``)
 routes mmengine's local and http(s) checkpoint loaders through ``load_checkpoint_file``.
@@ -38,6 +42,9 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 from mmengine.logging import print_log
+
+from .. import compat
+from . import restricted_unpickler
 
 # The environment variable that decides whether ``import mmpoolformer`` replaces mmengine's
 # checkpoint loaders (see ``replaces_mmengine_loaders``).
@@ -107,13 +114,29 @@ def safe_globals():
     return [HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr')] + _numpy_globals()
 
 
+def add_safe_globals(items) -> None:
+    """Allow the types or functions ``items`` (as ``torch.serialization.add_safe_globals``
+    takes them) in every checkpoint load of this process, on every supported torch."""
+    if compat.SAFE_GLOBALS_IN_TORCH:
+        torch.serialization.add_safe_globals(items)
+    else:
+        restricted_unpickler.add_safe_globals(items)
+
+
+def get_safe_globals() -> list:
+    """Everything allowlisted so far by ``add_safe_globals`` (and by the import)."""
+    if compat.SAFE_GLOBALS_IN_TORCH:
+        return torch.serialization.get_safe_globals()
+    return restricted_unpickler.get_safe_globals()
+
+
 def install_safe_globals():
     """Allowlist ``safe_globals()`` for every ``weights_only`` load in this process.
 
     This only adds types that a load may create; it never refuses anything that loaded
     before. ``import mmpoolformer`` calls it.
     """
-    torch.serialization.add_safe_globals(safe_globals())
+    add_safe_globals(safe_globals())
 
 
 def replaces_mmengine_loaders() -> bool:
@@ -161,9 +184,9 @@ _mmengine_http_loader.__name__ = 'load_from_http'
 # What to do about a refused file that one trusts. The environment variables matter only
 # where mmengine loads the file (resume, load_from, tools/test.py).
 _HINT = ('Only if you trust this file: allowlist its type with '
-         'torch.serialization.add_safe_globals before loading it.')
+         'mmpoolformer.checkpoint.add_safe_globals before loading it.')
 _MMENGINE_HINT = (f'Only if you trust this file: allowlist its type with '
-                  f'torch.serialization.add_safe_globals (e.g. in a module named in the '
+                  f'mmpoolformer.checkpoint.add_safe_globals (e.g. in a module named in the '
                   f'config\'s custom_imports), or load it with mmengine\'s own loader: '
                   f'{SWITCH}=0 TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1, which can run code '
                   f'({_README}).')
@@ -231,10 +254,17 @@ def _refusal_reason(message: str):
     return None
 
 
+def _weights_only_load(path: str, **kwargs):
+    """torch.load that creates only allowlisted types (see the module docstring)."""
+    if compat.SAFE_GLOBALS_IN_TORCH:
+        return torch.load(path, weights_only=True, **kwargs)
+    return torch.load(path, weights_only=False, pickle_module=restricted_unpickler, **kwargs)
+
+
 def _torch_load(path: str, filename: str, hint: str = _HINT, **kwargs):
     """torch.load with ``weights_only=True``; every failure becomes one CheckpointError."""
     try:
-        return torch.load(path, weights_only=True, **kwargs)
+        return _weights_only_load(path, **kwargs)
     except pickle.UnpicklingError as e:
         reason = _refusal_reason(str(e))
         if reason is None:

@@ -8,6 +8,8 @@ from typing import List, Optional, Sequence
 
 import torch
 
+from .. import compat
+
 
 def flatten_outputs(outputs) -> List[torch.Tensor]:
     """The tensors of a (nested) tuple/list/dict of outputs, in order."""
@@ -37,7 +39,8 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: str,
 
     The input is named ``input``; the flattened outputs ``output0``, ``output1``, ...
     With ``dynamic``, batch, height and width of the input (and the matching axes of the
-    outputs) are dynamic. Returns the output names.
+    outputs) are dynamic. Returns the output names. ``dynamo``: torch.export's exporter
+    (torch >= 2.7), else the TorchScript one (every supported torch).
     """
     flat = _Flat(model, forward).eval()
     with torch.no_grad():
@@ -51,8 +54,8 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: str,
             if dynamic:
                 batch, height, width = (torch.export.Dim.AUTO, ) * 3
                 shapes = {'x': {0: batch, 2: height, 3: width}}
-            torch.onnx.export(flat, (example, ), path, dynamo=True, dynamic_shapes=shapes,
-                              **kwargs)
+            compat.onnx_export(flat, (example, ), path, dynamo=True, dynamic_shapes=shapes,
+                               **kwargs)
         else:
             axes = None
             if dynamic:
@@ -60,8 +63,8 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: str,
                 for i, (name, rank) in enumerate(zip(names, ranks)):
                     axes[name] = {0: 'batch', 2: f'height{i}', 3: f'width{i}'} if rank == 4 \
                         else {0: 'batch'}
-            torch.onnx.export(flat, (example, ), path, dynamo=False, dynamic_axes=axes,
-                              **kwargs)
+            compat.onnx_export(flat, (example, ), path, dynamo=False, dynamic_axes=axes,
+                               **kwargs)
     return names
 
 

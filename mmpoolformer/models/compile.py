@@ -20,6 +20,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
+from .. import compat
 from . import kernels
 
 # What ``compile=True`` means: symbolic sizes from the first call (detection batches change
@@ -31,19 +32,28 @@ _compiled = {}
 
 
 def compile_options(value: Union[bool, dict, None]) -> Optional[dict]:
-    """The torch.compile options of a backbone's ``compile`` argument; None: eager."""
+    """The torch.compile options of a backbone's ``compile`` argument; None: eager.
+
+    Raises RuntimeError (one line) on a torch that the switch does not support
+    (``compat.compile_unsupported``), when the backbone is built.
+    """
     if value is None or value is False:
         return None
     if value is True:
-        return dict(DEFAULT_OPTIONS)
-    if isinstance(value, dict):
+        options = dict(DEFAULT_OPTIONS)
+    elif isinstance(value, dict):
         unknown = sorted(set(value) - set(VALID_OPTIONS))
         if unknown:
             raise ValueError(f'compile={value!r}: unknown torch.compile option(s) {unknown}; '
                              f'valid: {", ".join(VALID_OPTIONS)}')
-        return {**DEFAULT_OPTIONS, **value}
-    raise TypeError(f'compile must be False, True or a dict of torch.compile options '
-                    f'({", ".join(VALID_OPTIONS)}), got {value!r}')
+        options = {**DEFAULT_OPTIONS, **value}
+    else:
+        raise TypeError(f'compile must be False, True or a dict of torch.compile options '
+                        f'({", ".join(VALID_OPTIONS)}), got {value!r}')
+    reason = compat.compile_unsupported()
+    if reason:
+        raise RuntimeError(reason)
+    return options
 
 
 def _call_block(block: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -74,16 +84,12 @@ def _symbolic_shapes():
     - Operators whose output sizes only the kernel knows stay in the graph (the fused MLP's
       row chunks: ``kernels.cpu.chunk_bounds``).
     """
-    return [torch._dynamo.config.patch(force_parameter_static_shapes=False,
-                                       force_nn_module_property_static_shapes=False,
-                                       capture_dynamic_output_shape_ops=True,
-                                       recompile_limit=RECOMPILE_LIMIT),
-            torch.fx.experimental._config.patch(use_duck_shape=False)]
+    return compat.symbolic_shapes_config(RECOMPILE_LIMIT)
 
 
 def call_compiled(options: dict, block: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``block(x)`` through the compiled function of ``options``."""
-    if torch.compiler.is_compiling():  # inside a caller's own compiled region: inline
+    if compat.is_compiling():  # inside a caller's own compiled region: inline
         return block(x)
     if not torch.is_grad_enabled() and not kernels.compiles_inference(x):
         return block(x)  # the device's eager fast paths (kernels.COMPILED_INFERENCE)

@@ -34,9 +34,9 @@ def test_getattr_in_a_pickle_reaches_only_history_buffer_statistics(tmp_path):
         load_checkpoint_file(str(path))
 
 
-def test_numpy_2_pickles_load_too(tmp_path):
-    """A checkpoint saved with numpy 2 names numpy._core.multiarray where numpy 1 writes
-    numpy.core.multiarray; both are allowlisted."""
+def test_numpy_1_and_2_pickles_load_under_either(tmp_path):
+    """numpy 2 pickles as numpy._core.multiarray what numpy 1 pickles as
+    numpy.core.multiarray; both names are allowlisted, whichever numpy runs."""
     import io
 
     import numpy as np
@@ -44,10 +44,13 @@ def test_numpy_2_pickles_load_too(tmp_path):
     state = {'meta': {'eta': np.float64(1.5), 'hist': np.arange(3), 'names': np.array(['a'])}}
     torch.save(state, buffer, _use_new_zipfile_serialization=False)  # one plain pickle
     data = buffer.getvalue()
+    names = (b'cnumpy.core.multiarray\n', b'cnumpy._core.multiarray\n')
+    written, other = names if names[0] in data else names[::-1]
     for name in (b'_reconstruct', b'scalar'):
-        assert b'cnumpy.core.multiarray\n' + name in data
-    path = tmp_path / 'numpy2.pth'
-    path.write_bytes(data.replace(b'cnumpy.core.multiarray\n', b'cnumpy._core.multiarray\n'))
-    meta = load_checkpoint_file(str(path))['meta']
-    assert meta['eta'] == 1.5 and meta['hist'].tolist() == [0, 1, 2]
-    assert meta['names'].tolist() == ['a']
+        assert written + name in data
+    for variant, payload in (('as written', data), ('other numpy', data.replace(written, other))):
+        path = tmp_path / 'numpy.pth'
+        path.write_bytes(payload)
+        meta = load_checkpoint_file(str(path))['meta']
+        assert meta['eta'] == 1.5 and meta['hist'].tolist() == [0, 1, 2], variant
+        assert meta['names'].tolist() == ['a'], variant

@@ -3,6 +3,7 @@ and runs in onnxruntime with eager's numbers at sizes other than the export size
 import pytest
 import torch
 
+from mmpoolformer import compat
 from mmpoolformer.deployment import count_nodes, export_onnx, onnxruntime_outputs
 from mmpoolformer.testing import FAMILIES, build_official, paired
 
@@ -21,6 +22,8 @@ def max_rel_error(got, want):
 @pytest.mark.parametrize('dynamo', [False, True], ids=['torchscript', 'dynamo'])
 @pytest.mark.parametrize('family', FAMILIES)
 def test_backbone_exports_and_matches_eager_at_other_sizes(family, dynamo, tmp_path):
+    if dynamo and compat.dynamo_export_unsupported():
+        pytest.skip(compat.dynamo_export_unsupported())
     model, _ = paired(family)
     model.eval()
     (h, w), others = SIZES[family]
@@ -54,3 +57,22 @@ def test_exported_graph_is_as_lean_as_the_official_definitions(family, tmp_path)
     export_onnx(official.eval(), x, ref_path, dynamic=dynamic)
     ours, ref = count_nodes(ours_path), count_nodes(ref_path)
     assert ours <= ref, f'{family}: {ours} computing nodes against the official {ref}'
+
+
+def test_bias_free_layer_norms_export_with_a_bias_input(tmp_path):
+    """onnxruntime crashes (segmentation fault) on a LayerNormalization node without its
+    optional bias, which torch 2.1's exporter writes for a bias-free LayerNorm: every
+    LayerNormalization of the export gets all three inputs, and runs in onnxruntime."""
+    import onnx
+
+    from mmpoolformer.models.layers import build_norm
+    norm = build_norm(dict(type='LN', bias=False, eps=1e-6), 8).eval()
+    torch.nn.init.normal_(norm.weight)
+    path = str(tmp_path / 'norm.onnx')
+    export_onnx(norm, torch.randn(1, 3, 5, 8), path, dynamic=True, opset=17)
+    nodes = [n for n in onnx.load(path).graph.node if n.op_type == 'LayerNormalization']
+    assert nodes and all(len(n.input) == 3 and all(n.input) for n in nodes)
+    x = torch.randn(2, 3, 7, 8)  # (B, H, W, C): batch and W are the dynamic axes
+    with torch.no_grad():
+        want = norm(x)
+    assert max_rel_error(onnxruntime_outputs(path, x), [want]) < 1e-5

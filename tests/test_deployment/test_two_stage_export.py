@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 
+from mmpoolformer import compat
 from mmpoolformer.deployment.export_compat import export_compat
 
 pytest.importorskip('onnxruntime', reason='onnx and onnxruntime are in the test extras')
@@ -16,9 +17,8 @@ ops = pytest.importorskip('mmcv.ops', reason='mmcv with compiled ops')
 def export(module, inputs, path, names, dynamic):
     with export_compat(module), warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        torch.onnx.export(module, inputs, path, opset_version=17, dynamo=False,
-                          input_names=names,
-                          dynamic_axes={n: {0: 'n'} for n in dynamic})
+        compat.onnx_export(module, inputs, path, opset_version=17, dynamo=False,
+                           input_names=names, dynamic_axes={n: {0: 'n'} for n in dynamic})
 
 
 def run_onnx(path, *inputs):

@@ -20,6 +20,8 @@ import time
 import pytest
 import torch
 
+from mmpoolformer.checkpoint import load_checkpoint_file
+
 from .cli import REPO, config, free_port, tiny_options
 
 CASE = 'retinanet'
@@ -134,7 +136,7 @@ def test_killed_two_process_run_resumes_to_the_same_weights(shapes, tmp_path):
     assert rc == 0, log[-4000:]
     assert f'Advance dataloader {EVERY} steps' in log, log[-2000:]  # it really resumed
 
-    a, b = (torch.load(d / f'iter_{ITERS}.pth', map_location='cpu', weights_only=True)
+    a, b = (load_checkpoint_file(str(d / f'iter_{ITERS}.pth'))
             for d in (straight, killed))
     assert a['meta']['iter'] == b['meta']['iter'] == ITERS
     assert [g['lr'] for g in a['optimizer']['param_groups']] == \

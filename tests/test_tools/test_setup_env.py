@@ -178,18 +178,20 @@ args = sys.argv[1:]
 with open(os.environ['FAKE_PIP_LOG'], 'a') as f:
     f.write(json.dumps(dict(args=args, FORCE_CUDA=os.environ.get('FORCE_CUDA'),
                             PIP_CACHE_DIR=os.environ.get('PIP_CACHE_DIR'))) + '\\n')
+releases = [a[len('torch=='):] for a in args if a.startswith('torch==')]
 if args[0] == 'cache':
     print(os.environ['FAKE_PIP_CACHE'])
-elif args[0] == 'install' and 'mmcv==2.1.0' in args:
+elif args[0] in ('install', 'download') and 'mmcv==2.1.0' in args:
     sys.exit(97)  # the test follows the script up to mmcv's build
-elif args[0] == 'install' and 'torch==2.13.0' in args:
+elif args[0] == 'install' and releases:
     index = args[args.index('--index-url') + 1] if '--index-url' in args else None
-    served = os.environ['FAKE_INDEX_TORCH']  # what the configured index resolves to
+    # what the configured index resolves to, for the release asked for
+    served = os.environ['FAKE_INDEX_TORCH'].replace('2.13.0', releases[0])
     if '--dry-run' in args:
         with open(args[args.index('--report') + 1], 'w') as f:
             json.dump(dict(install=[dict(metadata=dict(version=served))]), f)
         sys.exit(0)
-    version = served if index is None else '2.13.0+' + index.rsplit('/', 1)[1]
+    version = served if index is None else releases[0] + '+' + index.rsplit('/', 1)[1]
     cuda = None if version.endswith('+cpu') else (
         os.environ['FAKE_INDEX_CUDA'] if index is None else
         '{}.{}'.format(version[-3:-1], version[-1]))
@@ -233,11 +235,13 @@ def setup_env(env, *args):
 
 def torch_installs(calls):
     return [c['args'] for c in calls() if c['args'][0] == 'install'
-            and 'torch==2.13.0' in c['args'] and '--dry-run' not in c['args']]
+            and any(a.startswith('torch==') for a in c['args'])
+            and '--dry-run' not in c['args']]
 
 
 def mmcv_installs(calls):
-    return [c for c in calls() if c['args'][0] == 'install' and 'mmcv==2.1.0' in c['args']]
+    return [c for c in calls() if c['args'][0] in ('install', 'download')
+            and 'mmcv==2.1.0' in c['args']]
 
 
 def test_setup_env_stops_before_building_when_cuda_kernels_cannot_be_built(fake_venv):
@@ -313,6 +317,76 @@ def test_setup_env_refuses_a_bad_option_before_doing_anything(fake_venv, args):
     rc, out, err = setup_env(env, *args)
     assert rc == 2 and out == '' and len(err.splitlines()) == 1 and err.startswith('ERROR: ')
     assert not (venv.parent / 'pip.log').exists()
+
+
+def test_setup_env_installs_a_chosen_release_and_the_venv_keeps_it(fake_venv):
+    """--torch-version with --torch index (the configured index's build, here a CUDA build
+    on a machine without a GPU): that release, pinned for every later install; mmcv's CPU
+    ops; a later run without the options keeps the release."""
+    venv, _, env, calls = fake_venv
+    env.update(FAKE_INDEX_TORCH='2.13.0')  # PyPI: the CUDA build
+    rc, out, err = setup_env(env, '--torch', 'index', '--torch-version', '2.1.2')
+    assert rc == 97, out + err
+    assert '[setup_env] torch 2.1.2 (CUDA 12.8 build)\n' in out
+    [args] = torch_installs(calls)
+    assert args[-1] == 'torch==2.1.2' and '--index-url' not in args
+    assert (venv / '.mmpoolformer-pins.txt').read_text() == 'torch==2.1.2\nnumpy<2\n'
+    installs = [c['args'] for c in calls() if c['args'][0] == 'install']
+    assert all(str(venv / '.mmpoolformer-pins.txt') in args for args in installs)
+    [mmcv] = mmcv_installs(calls)
+    assert mmcv['FORCE_CUDA'] == '0'  # the torch sees no GPU
+    rc, out, err = setup_env(env, '--numpy', '2')
+    assert rc == 97 and len(torch_installs(calls)) == 1, out + err  # 2.1.2 is installed
+    assert (venv / '.mmpoolformer-pins.txt').read_text() == 'torch==2.1.2\nnumpy>=2,<3\n'
+
+
+@pytest.mark.parametrize('args,needle', [
+    (['--torch-version', '2.0.1'], '--torch-version 2.0.1 is outside the torch releases '
+                                   'mmpoolformer supports: 2.1 to 2.14.x'),
+    (['--torch-version', '2.15.0'], 'outside the torch releases'),
+    (['--torch-version', 'latest'], "takes a release such as 2.1.2, got 'latest'"),
+    (['--numpy', '3'], "--numpy must be 1 or 2, got '3'"),
+    (['--python', '3.99'], '--python 3.99: no python3.99 on PATH and none under pyenv'),
+    (['--python', 'py39'], "--python takes a version such as 3.9, got 'py39'"),
+])
+def test_setup_env_refuses_what_it_cannot_install_before_doing_anything(fake_venv, args,
+                                                                         needle):
+    venv, _, env, _ = fake_venv
+    rc, out, err = setup_env(env, *args)
+    assert rc == 2 and out == '' and len(err.splitlines()) == 1, out + err
+    assert err.startswith('ERROR: ') and needle in err, err
+    assert not (venv.parent / 'pip.log').exists()
+
+
+def test_setup_env_refuses_another_python_for_an_existing_venv(fake_venv):
+    venv, _, env, _ = fake_venv
+    other = '3.8' if sys.version_info[:2] != (3, 8) else '3.9'
+    bin_dir = venv.parent / 'bin'
+    executable(bin_dir / f'python{other}', f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    env['PATH'] = f'{bin_dir}:{env["PATH"]}'
+    rc, out, err = setup_env(env, '--python', other)  # the fake venv runs this Python
+    has = '%d.%d' % sys.version_info[:2]
+    assert rc == 2 and err.startswith(f'ERROR: --python {other}: {venv} has Python {has}; '
+                                      f'remove it or set MMPOOLFORMER_VENV'), out + err
+
+
+def test_a_torch_whose_headers_require_cpp20_gets_mmcv_built_with_it(fake_venv):
+    venv, site, env, calls = fake_venv
+    write_fake_torch(site, CUDA_NO_GPU)
+    (site / 'torch' / 'include' / 'ATen').mkdir(parents=True)
+    (site / 'torch' / 'include' / 'ATen' / 'ATen.h').write_text(
+        '#if !defined(_MSC_VER) && __cplusplus < 202002L\n'
+        '#error C++20 or later compatible compiler is required to use ATen.\n#endif\n')
+    rc, out, err = setup_env(env, '--torch', 'existing')
+    assert rc == 97, out + err
+    assert 'from its source archive with -std=c++20 in place of -std=c++17' in out
+    [download] = mmcv_installs(calls)
+    assert download['args'][0] == 'download' and '--no-binary' in download['args']
+    assert check_env.cxx_standard(str(site / 'torch' / 'include')) == 'c++20'
+    assert check_env.cxx_standard(str(site / 'nowhere')) == 'c++17'
+    from mmpoolformer.compat import torch_version
+    assert check_env.cxx_standard(check_env.torch_include_dir()) == (
+        'c++20' if torch_version() >= (2, 14) else 'c++17')
 
 
 # ------------------------------------------------------------ the check of mmcv's ops

@@ -328,6 +328,10 @@ def main():
     args.device = torch.device(args.device)
     if args.cold and not args.compile:
         sys.exit('--cold applies to --compile only: add --compile, or drop --cold')
+    if args.compile:
+        from mmpoolformer import compat
+        if compat.compile_unsupported():
+            sys.exit(f'--compile: {compat.compile_unsupported()}')
     if args.cold:
         torch._inductor.config.force_disable_caches = True
     torch.manual_seed(0)

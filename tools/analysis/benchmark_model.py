@@ -85,6 +85,8 @@ sys.path.insert(0, HERE)  # the sibling tools
 from benchmark_backbone import _status_kib, sync, timeit  # noqa: E402
 from get_flops import load  # noqa: E402
 
+from mmpoolformer import compat  # noqa: E402
+
 # Backbones and official outputs must agree to this before anything is timed.
 PARITY_TOL = 1e-3
 BOXES_PER_IMAGE = 8
@@ -297,9 +299,7 @@ def build_pair(cfg, size, device='cpu', compile=False, channels_last=False) -> P
     if compile:
         # The blocks share one forward, compiled per width (4 per model) and grad mode:
         # 8 static graphs, dynamo's default limit before it falls back to eager.
-        limit = 'recompile_limit' if hasattr(torch._dynamo.config, 'recompile_limit') \
-            else 'cache_size_limit'
-        setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 32))
+        compat.raise_recompile_limit(32)
         for m in list(official.modules()):
             if isinstance(m, nn.Sequential):  # the stages: compile each block
                 for block in m:

@@ -1,19 +1,24 @@
 """Check the environment around mmcv's compiled ops: before building them and after.
 
     python tools/misc/check_env.py ops                 # is this environment usable?
-    python tools/misc/check_env.py torch --torch cpu   # is the installed torch that build?
+    python tools/misc/check_env.py version 2.1.2       # is that torch release supported?
+    python tools/misc/check_env.py torch --torch cpu --version 2.13.0
+                                                       # is the installed torch that one?
     python tools/misc/check_env.py nvcc --torch cuda:cu126
     python tools/misc/check_env.py build --torch cuda  # how to build mmcv (shell exports)
 
 ``tools/setup_env.sh`` runs these steps; ``ops`` is also the check for an environment
 that you set up yourself. ``--torch`` takes setup_env.sh's choices: ``cpu``, ``cuda``,
-``cuda:cuXYZ`` (e.g. ``cuda:cu126``) or ``existing`` (whatever torch is installed; CUDA
-ops are then wanted when it is a CUDA build that sees a GPU, or when FORCE_CUDA=1).
+``cuda:cuXYZ`` (e.g. ``cuda:cu126``), ``index`` (whatever build the pip index serves) or
+``existing`` (whatever torch is installed); with the last two, CUDA ops are wanted when
+torch is a CUDA build that sees a GPU, or when FORCE_CUDA=1.
 
 ``build`` decides how mmcv 2.1.0 is compiled: for the CPU, or with its CUDA kernels
 (FORCE_CUDA=1, TORCH_CUDA_ARCH_LIST from the visible GPUs unless set, CUDA_HOME of an nvcc
-whose CUDA major.minor is torch's). When the CUDA kernels cannot be built it stops before
-any compiling with one ``ERROR:`` line that says what is missing and how to proceed.
+whose CUDA major.minor is torch's), and with which C++ standard (MMCV_CXX_STD: c++17, as
+mmcv's setup.py passes it, or c++20 where torch's headers require it). When the CUDA
+kernels cannot be built it stops before any compiling with one ``ERROR:`` line that says
+what is missing and how to proceed.
 ``ops`` runs mmcv's NMS and RoIAlign on the CPU, and on CUDA when torch can use it, and
 compares them with values worked out by hand. Every failure is one ``ERROR:`` line and exit
 status 1. Only the standard library is imported at module level: ``nvcc`` and ``build``
@@ -57,14 +62,39 @@ def installed_torch() -> TorchBuild:
 
 
 def parse_choice(choice: str) -> Tuple[str, Optional[str]]:
-    """'cpu' -> ('cpu', None); 'cuda:cu126' -> ('cuda', '12.6'); 'existing', 'cuda'."""
-    if choice in ('cpu', 'cuda', 'existing'):
+    """'cpu' -> ('cpu', None); 'cuda:cu126' -> ('cuda', '12.6'); 'index', 'existing',
+    'cuda'."""
+    if choice in ('cpu', 'cuda', 'index', 'existing'):
         return choice, None
     match = re.fullmatch(r'cuda:cu(\d+)(\d)', choice)
     if match is None:
-        raise EnvCheckError(f"--torch must be cpu, cuda, cuda:cuXYZ (e.g. cuda:cu126) or "
-                            f"existing, got '{choice}'")
+        raise EnvCheckError(f"--torch must be cpu, cuda, cuda:cuXYZ (e.g. cuda:cu126), index "
+                            f"or existing, got '{choice}'")
     return 'cuda', f'{int(match.group(1))}.{match.group(2)}'
+
+
+def supported_torch() -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """(oldest, newest) supported torch (major, minor), from mmpoolformer/version.py, read
+    without importing torch or mmpoolformer."""
+    scope = {}
+    path = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
+                    'mmpoolformer', 'version.py')
+    with open(path) as f:
+        exec(compile(f.read(), path, 'exec'), scope)
+    return scope['TORCH_OLDEST'], scope['TORCH_NEWEST']
+
+
+def check_version(version: str) -> None:
+    """A torch release that setup_env.sh may install: X.Y.Z in the supported range."""
+    oldest, newest = supported_torch()
+    match = re.fullmatch(r'(\d+)\.(\d+)\.(\d+)', version)
+    span = f'{oldest[0]}.{oldest[1]} to {newest[0]}.{newest[1]}.x'
+    if match is None:
+        raise EnvCheckError(f"--torch-version takes a release such as 2.1.2, got '{version}' "
+                            f"(supported: {span})")
+    if not oldest <= (int(match.group(1)), int(match.group(2))) <= newest:
+        raise EnvCheckError(f'--torch-version {version} is outside the torch releases '
+                            f'mmpoolformer supports: {span}')
 
 
 def describe_torch(torch_build: TorchBuild) -> str:
@@ -72,10 +102,13 @@ def describe_torch(torch_build: TorchBuild) -> str:
     return f'torch {torch_build.version} ({kind})'
 
 
-def check_torch(choice: str, torch_build: TorchBuild) -> str:
-    """The installed torch is the build ``choice`` asks for; returns its description."""
+def check_torch(choice: str, torch_build: TorchBuild, version: Optional[str] = None) -> str:
+    """The installed torch is the build ``choice`` asks for (and the release ``version``,
+    if given); returns its description."""
     kind, cuda = parse_choice(choice)
     found = describe_torch(torch_build)
+    if version is not None and torch_build.version.split('+')[0] != version:
+        raise EnvCheckError(f'the installed {found} is not the chosen release {version}')
     if kind == 'cpu' and torch_build.cuda is not None:
         raise EnvCheckError(f'--torch cpu installed {found}; set MMPOOLFORMER_TORCH_INDEX='
                             f'https://download.pytorch.org/whl/cpu (an index that serves the '
@@ -96,7 +129,7 @@ def wants_cuda_ops(choice: str, torch_build: TorchBuild, environ: Dict[str, str]
     kind, _ = parse_choice(choice)
     if kind == 'cuda':
         return True
-    if kind == 'existing':
+    if kind in ('index', 'existing'):
         return torch_build.cuda is not None and (
             bool(torch_build.capabilities) or environ.get('FORCE_CUDA') == '1')
     return False
@@ -176,9 +209,10 @@ def plan_build(choice: str, torch_build: TorchBuild, environ: Dict[str, str],
     are wanted (see ``wants_cuda_ops``) but cannot be compiled here.
     """
     py = f'py{sys.version_info.major}{sys.version_info.minor}'
+    std = dict(MMCV_CXX_STD=cxx_standard(torch_include_dir()))
     if not wants_cuda_ops(choice, torch_build, environ):
         return dict(MMCV_WITH_OPS='1', FORCE_CUDA='0', MMCV_BUILD_DEVICE='cpu',
-                    MMCV_BUILD_KEY=cache_key(f'torch{torch_build.version}-{py}-cpu'))
+                    MMCV_BUILD_KEY=cache_key(f'torch{torch_build.version}-{py}-cpu'), **std)
     if torch_build.cuda is None:
         raise EnvCheckError(f'mmcv CUDA kernels need a CUDA build of torch, found '
                             f'{describe_torch(torch_build)}; rerun {SETUP} --torch cuda (or '
@@ -200,7 +234,28 @@ def plan_build(choice: str, torch_build: TorchBuild, environ: Dict[str, str],
                             f"proceed: {'; '.join(fixes)}")
     return dict(MMCV_WITH_OPS='1', FORCE_CUDA='1', TORCH_CUDA_ARCH_LIST=arch, CUDA_HOME=home,
                 MMCV_BUILD_DEVICE=f'CUDA {torch_build.cuda} (arch {arch}, {home}/bin/nvcc)',
-                MMCV_BUILD_KEY=cache_key(f'torch{torch_build.version}-{py}-cuda{arch}'))
+                MMCV_BUILD_KEY=cache_key(f'torch{torch_build.version}-{py}-cuda{arch}'), **std)
+
+
+def torch_include_dir() -> Optional[str]:
+    """The C++ headers of the installed torch (None without torch)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return osp.join(osp.dirname(torch.__file__), 'include')
+
+
+def cxx_standard(include_dir: Optional[str]) -> str:
+    """The C++ standard to build mmcv with: c++17 (what mmcv 2.1.0's setup.py passes), or
+    c++20 where torch's headers refuse anything older (torch >= 2.14: ATen.h has
+    ``#error C++20 or later compatible compiler is required``)."""
+    try:
+        with open(osp.join(include_dir or '', 'ATen', 'ATen.h')) as f:
+            head = f.read(2000)
+    except OSError:
+        return 'c++17'
+    return 'c++20' if '__cplusplus < 202002L' in head else 'c++17'
 
 
 def cache_key(text: str) -> str:
@@ -291,22 +346,30 @@ def stack_versions() -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     sub = parser.add_subparsers(dest='step', required=True)
-    for step, text in [('torch', 'print the installed torch build; fail if it is not the '
+    for step, text in [('version', 'fail unless the torch release is in the supported range'),
+                       ('torch', 'print the installed torch build; fail if it is not the '
                         'chosen one'),
                        ('nvcc', 'fail unless the CUDA compiler for the chosen build is here'),
                        ('build', 'print the shell exports for building mmcv, or fail'),
                        ('ops', "run mmcv's ops on every device and import the stack")]:
         step_parser = sub.add_parser(step, help=text)
+        if step == 'version':
+            step_parser.add_argument('release', help='a torch release, e.g. 2.1.2')
+            continue
         step_parser.add_argument('--torch', default='existing',
-                                 help='cpu, cuda, cuda:cuXYZ or existing (default)')
+                                 help='cpu, cuda, cuda:cuXYZ, index or existing (default)')
+    sub.choices['torch'].add_argument('--version', help='the torch release it must be')
     sub.choices['ops'].add_argument(
         '--quiet', action='store_true', help='only the ops; print nothing on success')
     args = parser.parse_args(argv)
     environ = dict(os.environ)
     try:
+        if args.step == 'version':
+            check_version(args.release)
+            return 0
         parse_choice(args.torch)
         if args.step == 'torch':
-            print(check_torch(args.torch, installed_torch()))
+            print(check_torch(args.torch, installed_torch(), args.version))
         elif args.step == 'nvcc':
             check_nvcc(args.torch, environ)
         elif args.step == 'build':

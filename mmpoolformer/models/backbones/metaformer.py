@@ -14,6 +14,7 @@ from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ... import compat
 from .. import kernels
 from ..compile import compile_options, compiled_runner
 from ..layers import DropPath, Mlp, Pooling, Scale, build_norm, build_token_mixer, is_group_norm1
@@ -439,8 +440,8 @@ class MetaFormer(BaseModule):
                              f'needs height and width of at least {self.min_input_size}')
         if self._has_quadratic_mixers:
             elem = x.element_size()
-            if torch.is_autocast_enabled(x.device.type):
-                elem = torch.finfo(torch.get_autocast_dtype(x.device.type)).bits // 8
+            if compat.autocast_enabled(x.device.type):
+                elem = torch.finfo(compat.autocast_dtype(x.device.type)).bits // 8
             self.check_input_size(x.shape[0], x.shape[2], x.shape[3], elem,
                                   self.training and torch.is_grad_enabled(), x.device)
         x = x.permute(0, 2, 3, 1).contiguous()

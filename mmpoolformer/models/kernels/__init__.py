@@ -17,6 +17,7 @@ test_parity.py`` on each device it runs on (``tools/device_check.sh`` on a CUDA 
 import torch
 import torch.utils.checkpoint as cp
 
+from ... import compat
 from . import cpu, cuda, portable, reference
 from .switch import ENV_VAR, fast_paths, fast_paths_enabled, switch_on
 
@@ -44,9 +45,10 @@ def compiles_inference(x: torch.Tensor) -> bool:
 
 def _fast(x: torch.Tensor) -> bool:
     """Whether the operations on x take their fast paths now (else the reference ops)."""
-    if torch.compiler.is_compiling():
-        # torch.export (and the ONNX exporter built on it) sees the reference ops.
-        return (not torch.compiler.is_exporting() and switch_on()
+    if compat.is_compiling():
+        # torch.export (and the ONNX exporter built on it) sees the reference ops, as does
+        # torch.compile on a torch without custom operators.
+        return (compat.custom_ops_in_graph() and switch_on()
                 and COMPILED_FAST_PATHS.get(x.device.type, False))
     return fast_paths_enabled()
 
@@ -78,7 +80,7 @@ def channel_mlp(block, x: torch.Tensor) -> torch.Tensor:
         scales = _scale(block.layer_scale2), _scale(block.res_scale2)
         # (under torch.compile only the exact-GELU inference MLP is one operator)
         if (not block.training and cpu.can_use_mkldnn_linear(x)
-                and (block.exact_gelu or not torch.compiler.is_compiling())):
+                and (block.exact_gelu or not compat.is_compiling())):
             return cpu.mlp_inference(x, block.norm2, block.mlp, *scales,
                                      exact_gelu=block.exact_gelu)
         if (block.gn1_gelu_mlp and torch.is_grad_enabled()
@@ -91,7 +93,7 @@ def channel_mlp(block, x: torch.Tensor) -> torch.Tensor:
 def checkpoint(block, x: torch.Tensor) -> torch.Tensor:
     """``block(x)`` with activation checkpointing; the recomputation in the backward takes
     the same paths as the forward, wherever and whenever the backward runs."""
-    if torch.compiler.is_compiling():
+    if compat.is_compiling():
         return cp.checkpoint(block, x, use_reentrant=False)
     enabled = fast_paths_enabled()
 
@@ -150,7 +152,7 @@ def conv2d(x: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
     height and width of a convolution's backward (so every new input size recompiled) or
     fails on its saved channels-last input (PyTorch issue 185510).
     """
-    if _fast(x) or (torch.compiler.is_compiling() and not torch.compiler.is_exporting()):
+    if _fast(x) or compat.custom_ops_in_graph():
         return portable.conv2d_nhwc(x, conv, _channels_last_ok(x, 'conv2d'))
     return reference.nhwc_op(x, lambda t: _conv_reference(conv, t))
 

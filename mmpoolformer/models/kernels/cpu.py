@@ -15,6 +15,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from ... import compat
 from .portable import compute_dtype, group_norm1_backward, group_norm1_forward, residual_dtype
 
 # Native kernels that get channels-last views of the (B, H, W, C) features on the CPU:
@@ -69,7 +70,7 @@ def linear_add(x2d, other2d, weight, bias):
 # PoolFormer's small channel counts (K = 64, 128) oneDNN's GEMM is faster than the ``addmm``
 # behind ``F.linear``; the input gradient is such a GEMM too. The weight gradient (K =
 # number of tokens) stays a plain ``mm``. Custom operators, so that torch.compile keeps them.
-@torch.library.custom_op('mmpoolformer::mkldnn_linear', mutates_args=(), device_types='cpu')
+@compat.custom_op('mmpoolformer::mkldnn_linear', mutates_args=(), device_types='cpu')
 def _mkldnn_linear_op(x2d: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     return linear(x2d.contiguous(), weight, bias)
 
@@ -79,7 +80,7 @@ def _(x2d, weight, bias):
     return x2d.new_empty((x2d.shape[0], weight.shape[0]))
 
 
-@torch.library.custom_op('mmpoolformer::mkldnn_linear_backward', mutates_args=(),
+@compat.custom_op('mmpoolformer::mkldnn_linear_backward', mutates_args=(),
                          device_types='cpu')
 def _mkldnn_linear_backward_op(grad: Tensor, x2d: Tensor, weight: Tensor,
                                needs: List[bool]) -> Tuple[Tensor, Tensor, Tensor]:
@@ -109,7 +110,7 @@ def _mkldnn_linear_grad(ctx, grad):
     x2d, weight = ctx.saved_tensors
     needs = [ctx.needs_input_grad[0], ctx.needs_input_grad[1],
              ctx.has_bias and ctx.needs_input_grad[2]]
-    grads = torch.ops.mmpoolformer.mkldnn_linear_backward(grad, x2d, weight, needs)
+    grads = _mkldnn_linear_backward_op(grad, x2d, weight, needs)
     return tuple(g if need else None for g, need in zip(grads, needs))
 
 
@@ -121,15 +122,15 @@ def can_fuse_mlp(x: Tensor, weight: Tensor) -> bool:
     modules would: in fp32, in bf16 (a bf16 model), or under bf16 autocast."""
     if x.device.type != 'cpu' or not MKLDNN_LINEAR:
         return False
-    if torch.is_autocast_enabled('cpu'):
+    if compat.autocast_enabled('cpu'):
         return (x.dtype in (torch.float32, torch.bfloat16)
-                and torch.get_autocast_dtype('cpu') == torch.bfloat16)
+                and compat.autocast_dtype('cpu') == torch.bfloat16)
     return x.dtype == weight.dtype and x.dtype in (torch.float32, torch.bfloat16)
 
 
 def can_use_mkldnn_train_linear(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (x.device.type == 'cpu' and x.dtype == weight.dtype == torch.float32
-            and not torch.is_autocast_enabled('cpu') and mkldnn_linear_available())
+            and not compat.autocast_enabled('cpu') and mkldnn_linear_available())
 
 
 def fast_linear(x: torch.Tensor, layer: torch.nn.Linear) -> torch.Tensor:
@@ -159,7 +160,7 @@ def chunk_bounds(rows, row_bytes) -> list:
     tensors, whose sizes are symbols, get the same chunk sizes without guarding on them.
     """
     most = torch.sym_max(1, MLP_CHUNK_BYTES // row_bytes)  # rows that fit under the limit
-    step = torch.sym_ite(rows * row_bytes <= MLP_CHUNK_ABOVE, rows,
+    step = compat.sym_ite(rows * row_bytes <= MLP_CHUNK_ABOVE, rows,
                          torch.sym_max(-(-rows // MLP_CHUNKS), most))
     return [torch.sym_min(rows, i * step) for i in range(MLP_CHUNKS + 1)]
 
@@ -197,7 +198,7 @@ def _cast(t: Optional[Tensor], dtype) -> Optional[Tensor]:
 # add happens inside the oneDNN GEMM; the layer-scale gradient comes from the (C, 4C) weight
 # gradient instead of a pass over the activations. Gradients are the chain rule of the same
 # expression. Forward and backward are custom operators, so that torch.compile keeps them.
-@torch.library.custom_op('mmpoolformer::norm_mlp_residual', mutates_args=(), device_types='cpu')
+@compat.custom_op('mmpoolformer::norm_mlp_residual', mutates_args=(), device_types='cpu')
 def _norm_mlp_residual_op(x: Tensor, gn_weight: Optional[Tensor], gn_bias: Optional[Tensor],
                           w1: Tensor, b1: Optional[Tensor], w2: Tensor, b2: Optional[Tensor],
                           layer_scale: Optional[Tensor], res_scale: Optional[Tensor],
@@ -256,7 +257,7 @@ _MLP_INPUTS = ('x', 'gn_weight', 'gn_bias', 'w1', 'b1', 'w2', 'b2', 'layer_scale
                'res_scale')
 
 
-@torch.library.custom_op('mmpoolformer::norm_mlp_residual_backward', mutates_args=(),
+@compat.custom_op('mmpoolformer::norm_mlp_residual_backward', mutates_args=(),
                          device_types='cpu')
 def _norm_mlp_residual_backward_op(
         grad: Tensor, x: Tensor, tokens: Tensor, mean: Tensor, rstd: Tensor,
@@ -372,7 +373,7 @@ def _norm_mlp_residual_grad(ctx, grads_out):
     x, tokens, mean, rstd, *saved = ctx.saved_tensors
     hidden, act, params = (saved[:MLP_CHUNKS], saved[MLP_CHUNKS:2 * MLP_CHUNKS],
                            saved[2 * MLP_CHUNKS:])
-    grads = torch.ops.mmpoolformer.norm_mlp_residual_backward(
+    grads = _norm_mlp_residual_backward_op(
         grads_out[0], x, tokens, mean, rstd, hidden, act, *params, needs, ctx.channels_last)
     return tuple(g if need else None for g, need in zip(grads, needs)) + (None, None, None)
 
@@ -406,7 +407,7 @@ def _mlp_rows(tokens: Tensor, residual: Tensor, w1: Tensor, b1: Optional[Tensor]
     return cat_rows(out)
 
 
-@torch.library.custom_op('mmpoolformer::gelu_mlp_residual', mutates_args=(), device_types='cpu')
+@compat.custom_op('mmpoolformer::gelu_mlp_residual', mutates_args=(), device_types='cpu')
 def _gelu_mlp_residual_op(tokens: Tensor, residual: Tensor, w1: Tensor, b1: Optional[Tensor],
                           w2: Tensor, b2: Optional[Tensor]) -> Tensor:
     """``residual + fc2(gelu(fc1(tokens)))`` (exact GELU) on 2-D tensors, without autograd."""

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ... import compat
+
 
 def group_norm1_stats(x: torch.Tensor, eps: float):
     """Per-sample mean and 1/sqrt(var + eps) of a (B, ...) tensor, each (B, 1); no autograd."""
@@ -105,7 +107,7 @@ def _stat_like(x: Tensor) -> Tensor:
 # One-group GroupNorm: forward and backward are custom operators (torch.library), so that
 # torch.compile keeps them in its graph as single opaque calls (Dynamo cannot trace into an
 # autograd.Function's hand-written backward; Inductor would otherwise regenerate them).
-@torch.library.custom_op('mmpoolformer::group_norm1', mutates_args=())
+@compat.custom_op('mmpoolformer::group_norm1', mutates_args=())
 def _group_norm1_op(x: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], eps: float,
                     channels_last: bool) -> Tuple[Tensor, Tensor, Tensor]:
     """(output, mean, rstd) of a one-group GroupNorm of contiguous (B, H, W, C) x.
@@ -121,7 +123,7 @@ def _(x, weight, bias, eps, channels_last):
         _stat_like(x)
 
 
-@torch.library.custom_op('mmpoolformer::group_norm1_backward', mutates_args=())
+@compat.custom_op('mmpoolformer::group_norm1_backward', mutates_args=())
 def _group_norm1_backward_op(grad: Tensor, x: Tensor, weight: Optional[Tensor], mean: Tensor,
                              rstd: Tensor, need_x: bool, need_weight: bool, need_bias: bool,
                              channels_last: bool) -> Tuple[Tensor, Tensor, Tensor]:
@@ -156,7 +158,7 @@ def _group_norm1_grad(ctx, grad, _mean, _rstd):
     x, weight, mean, rstd = ctx.saved_tensors
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     need_w, need_b = need_w and ctx.has_weight, need_b and ctx.has_bias
-    dx, dw, db = torch.ops.mmpoolformer.group_norm1_backward(
+    dx, dw, db = _group_norm1_backward_op(
         grad, x, weight, mean, rstd, need_x, need_w, need_b, ctx.channels_last)
     return (dx if need_x else None, dw if need_w else None, db if need_b else None, None,
             None)
@@ -170,7 +172,7 @@ def group_norm1(x, weight, bias, eps, channels_last: bool = False):
     return _group_norm1_op(x.contiguous(), weight, bias, eps, channels_last)[0]
 
 
-@torch.library.custom_op('mmpoolformer::group_norm1_rstd', mutates_args=())
+@compat.custom_op('mmpoolformer::group_norm1_rstd', mutates_args=())
 def _group_norm1_rstd_op(x: Tensor, eps: float) -> Tuple[Tensor, Tensor]:
     """(rstd, mean) per sample of contiguous (B, H, W, C) x, each (B, 1, 1, 1) in x.dtype."""
     mean, rstd = group_norm1_stats(x.contiguous(), eps)
@@ -238,13 +240,13 @@ def _pool_fake(x: Tensor, channels_last: bool) -> Tensor:
     return x.new_empty((b, c, h, w)).permute(0, 2, 3, 1)
 
 
-@torch.library.custom_op('mmpoolformer::avg_pool', mutates_args=())
+@compat.custom_op('mmpoolformer::avg_pool', mutates_args=())
 def _avg_pool_op(x: Tensor, pool_size: int, channels_last: bool) -> Tensor:
     """Average pool of (B, H, W, C): stride 1, 'same' padding, padding not counted."""
     return _pool_nhwc(x, pool_size, False, channels_last)
 
 
-@torch.library.custom_op('mmpoolformer::avg_pool_backward', mutates_args=())
+@compat.custom_op('mmpoolformer::avg_pool_backward', mutates_args=())
 def _avg_pool_backward_op(grad: Tensor, pool_size: int, channels_last: bool) -> Tensor:
     """The input gradient of ``avg_pool``: ``sum_pool(grad / count)``."""
     _, h, w, _ = grad.shape
@@ -262,7 +264,7 @@ def _avg_pool_setup(ctx, inputs, output):
 
 
 def _avg_pool_grad(ctx, grad):
-    return torch.ops.mmpoolformer.avg_pool_backward(grad, ctx.pool_size,
+    return _avg_pool_backward_op(grad, ctx.pool_size,
                                                     ctx.channels_last), None, None
 
 
@@ -298,7 +300,7 @@ def _nchw_view(x: Tensor, channels_last: bool) -> Tensor:
     return nchw if channels_last else nchw.contiguous()
 
 
-@torch.library.custom_op('mmpoolformer::conv2d_nhwc', mutates_args=())
+@compat.custom_op('mmpoolformer::conv2d_nhwc', mutates_args=())
 def _conv2d_nhwc_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: List[int],
                     padding: List[int], dilation: List[int], groups: int,
                     channels_last: bool) -> Tensor:
@@ -317,7 +319,7 @@ def _(x, weight, bias, stride, padding, dilation, groups, channels_last):
     return x.new_empty((x.shape[0], h, w, weight.shape[0]))
 
 
-@torch.library.custom_op('mmpoolformer::conv2d_nhwc_backward', mutates_args=())
+@compat.custom_op('mmpoolformer::conv2d_nhwc_backward', mutates_args=())
 def _conv2d_nhwc_backward_op(grad: Tensor, x: Tensor, weight: Tensor, stride: List[int],
                              padding: List[int], dilation: List[int], groups: int,
                              needs: List[bool], channels_last: bool
@@ -353,7 +355,7 @@ def _conv2d_nhwc_grad(ctx, grad):
     x, weight = ctx.saved_tensors
     needs = [ctx.needs_input_grad[0], ctx.needs_input_grad[1],
              ctx.has_bias and ctx.needs_input_grad[2]]
-    grads = torch.ops.mmpoolformer.conv2d_nhwc_backward(grad, x, weight, *ctx.geometry, needs,
+    grads = _conv2d_nhwc_backward_op(grad, x, weight, *ctx.geometry, needs,
                                                         ctx.channels_last)
     return tuple(g if need else None for g, need in zip(grads, needs)) + (None, ) * 5
 
@@ -364,8 +366,8 @@ _conv2d_nhwc_op.register_autograd(_conv2d_nhwc_grad, setup_context=_conv2d_nhwc_
 def compute_dtype(x: Tensor) -> torch.dtype:
     """The dtype a convolution or linear layer computes in on x: autocast's, else x's."""
     device = x.device.type
-    if torch.is_autocast_enabled(device) and x.dtype != torch.float64:
-        return torch.get_autocast_dtype(device)
+    if compat.autocast_enabled(device) and x.dtype != torch.float64:
+        return compat.autocast_dtype(device)
     return x.dtype
 
 
@@ -384,7 +386,7 @@ def conv2d_nhwc(x: Tensor, conv: torch.nn.Conv2d, channels_last: bool) -> Tensor
     return _conv2d_nhwc_op(x, weight, bias, *geometry, channels_last)
 
 
-@torch.library.custom_op('mmpoolformer::pool_mix', mutates_args=())
+@compat.custom_op('mmpoolformer::pool_mix', mutates_args=())
 def _pool_mix_op(x: Tensor, weight: Tensor, res_scale: Optional[Tensor], pool_size: int,
                  channels_last: bool) -> Tuple[Tensor, Tensor]:
     """(``res_scale * x + weight * (avg_pool(x) - x)``, the pooled x) of (B, H, W, C) x,
@@ -404,7 +406,7 @@ def _(x, weight, res_scale, pool_size, channels_last):
         _pool_fake(x, channels_last)
 
 
-@torch.library.custom_op('mmpoolformer::pool_mix_backward', mutates_args=())
+@compat.custom_op('mmpoolformer::pool_mix_backward', mutates_args=())
 def _pool_mix_backward_op(grad: Tensor, x: Tensor, pooled: Tensor, weight: Tensor,
                           res_scale: Optional[Tensor], pool_size: int, needs: List[bool],
                           channels_last: bool) -> Tuple[Tensor, Tensor, Tensor]:
@@ -446,7 +448,7 @@ def _pool_mix_grad(ctx, grad, _pooled):
     x, pooled, weight, res_scale = ctx.saved_tensors
     needs = [ctx.needs_input_grad[0], ctx.needs_input_grad[1],
              ctx.has_res_scale and ctx.needs_input_grad[2]]
-    grads = torch.ops.mmpoolformer.pool_mix_backward(grad, x, pooled, weight, res_scale,
+    grads = _pool_mix_backward_op(grad, x, pooled, weight, res_scale,
                                                      ctx.pool_size, needs, ctx.channels_last)
     return tuple(g if need else None for g, need in zip(grads, needs)) + (None, None)
 

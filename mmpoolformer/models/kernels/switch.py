@@ -13,6 +13,8 @@ import os
 
 import torch
 
+from ... import compat
+
 ENV_VAR = 'MMPOOLFORMER_FAST_PATHS'
 _OFF_VALUES = ('0', 'false', 'off', 'no')
 # Process-wide, not thread-local: autograd runs CUDA backwards (and so the recomputation of
@@ -30,7 +32,7 @@ def _env_enabled() -> bool:
 
 def _graph_capture() -> bool:
     """True while torch.jit, FX, Dynamo (compile/export) or the ONNX exporter traces."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
+    if compat.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
         return True
     if torch.onnx.is_in_onnx_export():
         return True

@@ -5,6 +5,7 @@ They subclass the torch layers they stand for, so parameter names, initialisatio
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ...registry import NORM_LAYERS, lookup
 from .. import kernels
@@ -33,7 +34,16 @@ class LayerNormNHWC(nn.LayerNorm):
     ``affine_input``'s dtype."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(affine_input(x, self.weight))
+        x = affine_input(x, self.weight)
+        if self.bias is None and self.weight is not None and torch.onnx.is_in_onnx_export():
+            # onnxruntime (1.19 to at least 1.32) crashes, a segmentation fault in its
+            # extended graph optimizations, on a LayerNormalization node without its
+            # optional bias input, which torch 2.1's exporter writes for a bias-free
+            # LayerNorm (onnxruntime issue 18967, PyTorch issue 116574; newer exporters
+            # write a zero bias). So the export gets the zero bias, as newer torch writes.
+            return F.layer_norm(x, self.normalized_shape, self.weight,
+                                torch.zeros_like(self.weight), self.eps)
+        return super().forward(x)
 
 
 class BatchNormNHWC(nn.BatchNorm2d):
