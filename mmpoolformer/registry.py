@@ -12,6 +12,7 @@ import importlib
 
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
@@ -21,6 +22,7 @@ MODELS = Registry('model', parent=MMENGINE_MODELS, locations=['mmpoolformer.mode
 OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS,
                           locations=['mmpoolformer.engine'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['mmpoolformer.engine'])
+LOOPS = Registry('loop', parent=MMENGINE_LOOPS, locations=['mmpoolformer.engine'])
 METRICS = Registry('metric', parent=MMENGINE_METRICS, locations=['mmpoolformer.evaluation'])
 
 # The MetaFormer plugs: children of MODELS, so a user's module registers a token mixer, a

@@ -1,7 +1,11 @@
 """Train a detector (mmdet) or segmentor (mmseg) config with mmengine's Runner.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-                          [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
+                          [--stop-signals SIG ...] [--cfg-options k=v ...]
+                          [--launcher {none,pytorch,slurm,mpi}]
+
+A stop signal (SIGTERM, SIGUSR1, SIGINT by default) saves a checkpoint after the current
+iteration and exits with status 75; ``--resume`` continues from it (docs/reliability.md).
 """
 import argparse
 import os.path as osp
@@ -19,6 +23,12 @@ from mmpoolformer.apis import (  # noqa: E402
     setup_cpu_distributed,
 )
 from mmpoolformer.checkpoint.safe_load import check_checkpoint_file  # noqa: E402
+from mmpoolformer.engine.preemption import (  # noqa: E402
+    DEFAULT_SIGNALS,
+    EXIT_PREEMPTED,
+    enable_preemption,
+    parse_signals,
+)
 
 
 def parse_args(argv=None):
@@ -31,7 +41,18 @@ def parse_args(argv=None):
                         help='resume from CKPT, or without a value from the latest '
                              'checkpoint in the work dir')
     parser.add_argument('--load-from', help='start from the weights of CKPT (no resume)')
-    return parser.parse_args(argv)
+    parser.add_argument('--stop-signals', nargs='+', default=list(DEFAULT_SIGNALS),
+                        metavar='SIG',
+                        help=f'signals that save a checkpoint after the current iteration '
+                             f'and exit with {EXIT_PREEMPTED} (default: '
+                             f'{" ".join(DEFAULT_SIGNALS)}); "none": they keep their default '
+                             f'action')
+    args = parser.parse_args(argv)
+    try:
+        parse_signals(args.stop_signals)
+    except ValueError as e:
+        parser.error(f'--stop-signals: {e}')
+    return args
 
 
 def enable_amp(cfg):
@@ -66,6 +87,7 @@ def main(argv=None):
     hooks = list(cfg.get('custom_hooks') or [])
     if not any(h.get('type') in ('RNGStateHook', 'mmpoolformer.RNGStateHook') for h in hooks):
         cfg.custom_hooks = hooks + [dict(type='mmpoolformer.RNGStateHook')]
+    enable_preemption(cfg, args.stop_signals)
     # Bad input (data, checkpoint, model config) ends in one line naming it, before
     # anything is built where it can be checked cheaply, else when the Runner meets it.
     with exit_on_user_error(cfg):

@@ -456,6 +456,8 @@ def test_shell_tools_run_python_then_the_venv_then_python_on_path(tmp_path, tool
     executable(bin_dir / 'srun', f'#!/bin/sh\necho "$@" >> "{log}"\n')
     env = {**{k: v for k, v in os.environ.items() if k != 'PYTHON'},
            'PATH': f"{bin_dir}:{os.environ['PATH']}", 'OUT': str(tmp_path / 'logs')}
+    if tool == 'slurm_train.sh':
+        env['SLURM_JOB_ID'] = '1'  # inside a job: srun (from a login node it submits itself)
 
     def interpreters(extra=None):
         if log.exists():
