@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.logging import HistoryBuffer, MessageHub
+from test_reliability.test_checkpoint_faults import _RunsCode  # a code-running pickle
 
 from mmpoolformer import compat
 from mmpoolformer.checkpoint import (
@@ -148,14 +149,6 @@ def test_the_kernels_as_function_ops_match_the_custom_operators():
 
 
 # ----------------------------------------------------------------- checkpoints
-class _RunsCode:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f'touch {self.marker}', )
-
-
 def _mechanisms():
     yield pytest.param(False, id='restricted-unpickler')
     yield pytest.param(True, id='torch-allowlist', marks=pytest.mark.skipif(
