@@ -5,7 +5,8 @@
 Models are registered under the ``mmpoolformer`` scope, so ``type='mmpoolformer.PoolFormer'``
 builds from any scope. Backbones are additionally registered in mmdet's and mmseg's MODELS
 (when those packages are installed), because configs inherited through ``mmdet::`` or
-``mmseg::`` are stamped with that scope and look up a plain ``type='PoolFormer'`` there.
+``mmseg::`` are stamped with that scope and look up a plain ``type='PoolFormer'`` there;
+the lr-decay optimizer-wrapper constructor likewise.
 """
 import difflib
 import importlib
@@ -15,12 +16,16 @@ from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, locations=['mmpoolformer.models'])
 OPTIM_WRAPPERS = Registry('optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS,
                           locations=['mmpoolformer.engine'])
+OPTIM_WRAPPER_CONSTRUCTORS = Registry(
+    'optimizer wrapper constructor', parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
+    locations=['mmpoolformer.engine'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, locations=['mmpoolformer.engine'])
 LOOPS = Registry('loop', parent=MMENGINE_LOOPS, locations=['mmpoolformer.engine'])
 METRICS = Registry('metric', parent=MMENGINE_METRICS, locations=['mmpoolformer.evaluation'])
@@ -64,19 +69,29 @@ _NAMES = {id(TOKEN_MIXERS): 'TOKEN_MIXERS', id(NORM_LAYERS): 'NORM_LAYERS',
           id(ACTIVATIONS): 'ACTIVATIONS'}
 
 
-def register_backbone(cls):
-    """Class decorator: register ``cls`` in our MODELS and in mmdet's and mmseg's."""
-    MODELS.register_module(module=cls)
-    for scope in DOWNSTREAM_SCOPES:
-        try:
-            registry = importlib.import_module(f'{scope}.registry').MODELS
-        except ImportError:
-            continue
-        existing = registry.module_dict.get(cls.__name__)
-        if existing is None:
-            registry.register_module(module=cls)
-        elif existing is not cls:
-            print_log(f'{scope} already has a model named {cls.__name__}; use '
-                      f"type='mmpoolformer.{cls.__name__}' to get ours.",
-                      logger='current', level=30)
-    return cls
+def register_downstream(registry: str, root: bool = False):
+    """Class decorator: register ``cls`` in our ``registry`` (a name of this module) and in
+    mmdet's and mmseg's registry of that name, where their configs look plain types up;
+    ``root``: in mmengine's too, for configs without a scope."""
+
+    def register(cls):
+        globals()[registry].register_module(module=cls)
+        scopes = (('mmengine', ) if root else ()) + DOWNSTREAM_SCOPES
+        for scope in scopes:
+            try:
+                downstream = getattr(importlib.import_module(f'{scope}.registry'), registry)
+            except ImportError:
+                continue
+            existing = downstream.module_dict.get(cls.__name__)
+            if existing is None:
+                downstream.register_module(module=cls)
+            elif existing is not cls:
+                print_log(f'{scope} already has a {registry} entry named {cls.__name__}; use '
+                          f"type='mmpoolformer.{cls.__name__}' to get ours.",
+                          logger='current', level=30)
+        return cls
+
+    return register
+
+
+register_backbone = register_downstream('MODELS')

@@ -28,6 +28,16 @@ FAMILY_CONFIGS = {
     for family, backbone in (('convformer_s18', 'ConvFormer'), ('caformer_s18', 'CAFormer'),
                              ('poolformer_hybrid_s12', 'PoolFormer'))
 }
+# The modern protocols (docs/protocols.md): UperNet 160k, Mask R-CNN and Cascade 3x.
+PROTOCOL_ARCHS = {
+    'upernet': [('poolformer', a) for a in ('s12', 's24', 's36', 'm36', 'm48')]
+    + [(f, a) for f in ('convformer', 'caformer') for a in ('s18', 's36', 'm36', 'b36')],
+    'mask_rcnn_3x': [('poolformer', a) for a in ('s12', 's24', 's36')]
+    + [(f, a) for f in ('convformer', 'caformer') for a in ('s18', 's36')],
+}
+PROTOCOL_ARCHS['cascade_mask_rcnn_3x'] = PROTOCOL_ARCHS['mask_rcnn_3x']
+PROTOCOL_CONFIGS = {f'{task}_{family}_{arch}': (task, family, arch)
+                    for task, archs in PROTOCOL_ARCHS.items() for family, arch in archs}
 ALL_CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '*.py')))
 CONFIGS = [p for p in ALL_CONFIGS if osp.splitext(osp.basename(p))[0] in PAPER_PARAMS]
 QUICKSTART = sorted(glob.glob(osp.join(REPO, 'configs', 'quickstart', '*.py')))
@@ -44,7 +54,8 @@ def build(cfg):
 
 
 def test_every_paper_config_exists():
-    assert sorted(map(name, ALL_CONFIGS)) == sorted([*PAPER_PARAMS, *FAMILY_CONFIGS])
+    assert sorted(map(name, ALL_CONFIGS)) == sorted([*PAPER_PARAMS, *FAMILY_CONFIGS,
+                                                     *PROTOCOL_CONFIGS])
 
 
 def official_backbone_params(config_name):
@@ -166,3 +177,71 @@ def test_quickstart_configs_inherit_the_real_ones(path):
         assert cfg.model.bbox_head.in_channels == cfg.model.neck.out_channels
     assert cfg.optim_wrapper.optimizer.type == real.optim_wrapper.optimizer.type
     assert build(cfg) is not None
+
+
+def embed_dims(family, arch):
+    from mmpoolformer.models import backbones
+    cls = {'poolformer': backbones.PoolFormer, 'convformer': backbones.ConvFormer,
+           'caformer': backbones.CAFormer}[family]
+    settings = cls.arch_settings[arch]
+    return list(settings['embed_dims']), sum(settings['layers'])
+
+
+@pytest.mark.parametrize('config_name', sorted(PROTOCOL_CONFIGS))
+def test_protocol_configs_follow_convnexts_recipes(config_name):
+    """mmseg's ConvNeXt UperNet and mmdet's ConvNeXt 3x recipes, with our lr decay."""
+    task, family, arch = PROTOCOL_CONFIGS[config_name]
+    cfg = Config.fromfile(osp.join(REPO, 'configs', config_name + '.py'))
+    assert cfg.custom_imports == dict(imports=['mmpoolformer'], allow_failed_imports=False)
+    backbone = cfg.model.backbone
+    assert backbone.type.lower() == family and backbone.arch == arch
+    assert backbone.out_indices == (0, 1, 2, 3) and backbone.drop_path_rate > 0
+    assert backbone.init_cfg.type == 'Pretrained'
+    dims, blocks = embed_dims(family, arch)
+    wrapper = cfg.optim_wrapper
+    assert wrapper.type == 'AmpOptimWrapper'
+    assert wrapper.constructor == 'MetaFormerDecayOptimizerConstructor'
+    sched = schedulers(cfg)
+    if task == 'upernet':
+        assert cfg.model.pretrained is None
+        assert cfg.model.decode_head.in_channels == dims
+        aux = cfg.model.auxiliary_head
+        assert (aux.in_index, aux.in_channels) == (2, dims[2])
+        assert wrapper.optimizer == dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999),
+                                         weight_decay=0.05)
+        assert wrapper.paramwise_cfg == dict(decay_type='stage_wise', decay_rate=0.9)
+        assert cfg.train_cfg.max_iters == 160000 and cfg.train_dataloader.batch_size == 2
+        assert sched['LinearLR']['end'] == 1500 and sched['PolyLR']['end'] == 160000
+        assert cfg.model.test_cfg.mode == 'slide'
+    else:
+        assert cfg.model.neck.in_channels == dims
+        lr, r = (1e-4, 0.95) if task == 'mask_rcnn_3x' else (2e-4, 0.7)
+        assert wrapper.optimizer == dict(type='AdamW', lr=lr, betas=(0.9, 0.999),
+                                         weight_decay=0.05)
+        # ConvNeXt-T's stem factor r ** 7, spread over this arch's blocks.
+        rate = round(r ** (7 / (blocks + 1)), 3)
+        assert wrapper.paramwise_cfg == dict(decay_type='layer_wise', decay_rate=rate)
+        assert cfg.train_cfg.max_epochs == 36
+        assert sched['MultiStepLR']['milestones'] == [27, 33]
+        assert sched['LinearLR']['end'] == 1000
+        assert any(t['type'] == 'RandomChoice' for t in cfg.train_dataloader.dataset.pipeline)
+
+
+@pytest.mark.parametrize('config_name', ['upernet_caformer_s18', 'mask_rcnn_3x_poolformer_s12',
+                                         'cascade_mask_rcnn_3x_convformer_s18'])
+def test_protocol_configs_build_their_lr_decay_groups(config_name):
+    import torch
+    from mmengine.optim import build_optim_wrapper
+    cfg = Config.fromfile(osp.join(REPO, 'configs', config_name + '.py'))
+    cfg.model.backbone.init_cfg = None
+    with torch.device('meta'):
+        model = build(cfg)
+    wrapper = dict(cfg.optim_wrapper, type='OptimWrapper')  # AmpOptimWrapper needs CUDA
+    wrapper.pop('loss_scale')
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        groups = build_optim_wrapper(model, wrapper).optimizer.param_groups
+    rate, top = cfg.optim_wrapper.paramwise_cfg.decay_rate, max(g['depth'] for g in groups)
+    stem = [g for g in groups if g['depth'] == 0]
+    assert stem and all(g['lr_scale'] == pytest.approx(rate ** top) for g in stem)
+    heads = {n for g in groups if g['depth'] == top for n in g['param_names']}
+    assert any(n.startswith(('decode_head.', 'roi_head.')) for n in heads)

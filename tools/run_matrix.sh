@@ -35,11 +35,13 @@ done
 [[ ${#envs[@]} -gt 0 ]] || envs=(oldest newest)
 
 COMMON=(tests/test_compat.py tests/test_models/test_parity.py
-        tests/test_checkpoint/test_safe_load.py tests/test_deployment/test_onnx_backbones.py)
+        tests/test_checkpoint/test_safe_load.py tests/test_deployment/test_onnx_backbones.py
+        tests/test_engine/test_lr_decay.py)
 FULL=(tests/test_checkpoint/test_process_wide.py tests/test_tools/test_resume.py
       'tests/test_tools/test_train_test.py::test_train_then_test_gives_real_metrics[retinanet]'
       'tests/test_tools/test_train_test.py::test_train_then_test_gives_real_metrics[mask_rcnn]'
-      'tests/test_tools/test_train_test.py::test_train_then_test_gives_real_metrics[semantic_fpn]')
+      'tests/test_tools/test_train_test.py::test_train_then_test_gives_real_metrics[semantic_fpn]'
+      tests/test_tools/test_lr_decay_train.py)
 
 for name in "${envs[@]}"; do
   case "$name" in

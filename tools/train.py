@@ -13,6 +13,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
+from mmengine.logging import print_log  # noqa: E402
+
 from mmpoolformer.apis import (  # noqa: E402
     add_common_args,
     build_runner,
@@ -55,11 +57,22 @@ def parse_args(argv=None):
     return args
 
 
-def enable_amp(cfg):
-    """--amp: fp16 with dynamic loss scaling on CUDA (as mmdet), bf16 autocast on CPU."""
+def enable_amp(cfg, requested: bool):
+    """--amp: fp16 with dynamic loss scaling on CUDA (as mmdet), bf16 autocast on CPU.
+
+    A config whose wrapper is mmengine's AmpOptimWrapper (which needs an accelerator) gets
+    the CPU's bf16 autocast on a machine without CUDA, with or without --amp.
+    """
     import torch
     wrapper = cfg.optim_wrapper
-    if wrapper.get('type') in ('AmpOptimWrapper', 'mmpoolformer.AmpCPUOptimWrapper'):
+    if wrapper.get('type') == 'AmpOptimWrapper' and not torch.cuda.is_available():
+        wrapper.pop('loss_scale', None)  # bf16 needs no loss scaling
+        wrapper.type = 'mmpoolformer.AmpCPUOptimWrapper'
+        print_log('AmpOptimWrapper needs CUDA: mixed precision runs as bf16 autocast on the '
+                  'CPU (mmpoolformer.AmpCPUOptimWrapper)', logger='current')
+        return
+    if not requested or wrapper.get('type') in ('AmpOptimWrapper',
+                                                'mmpoolformer.AmpCPUOptimWrapper'):
         return
     if torch.cuda.is_available():
         wrapper.type = 'AmpOptimWrapper'
@@ -71,8 +84,7 @@ def enable_amp(cfg):
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args)
-    if args.amp:
-        enable_amp(cfg)
+    enable_amp(cfg, args.amp)
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             sys.exit('ERROR: --auto-scale-lr needs auto_scale_lr.base_batch_size in the config')

@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn as nn
 from mmengine.registry import OPTIM_WRAPPERS
@@ -24,14 +25,32 @@ def test_amp_cpu_wrapper_runs_the_forward_in_bf16_and_steps_fp32_params():
     assert not torch.equal(before, model.weight)
 
 
-def test_train_amp_flag_picks_the_cpu_wrapper_without_cuda():
+def _train_tool():
     import importlib.util
     spec = importlib.util.spec_from_file_location('train_tool', 'tools/train.py')
     train = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(train)
+    return train
+
+
+def test_train_amp_flag_picks_the_cpu_wrapper_without_cuda():
     from mmengine.config import Config
     cfg = Config(dict(optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='SGD'))))
-    train.enable_amp(cfg)
+    _train_tool().enable_amp(cfg, True)
     expected = 'AmpOptimWrapper' if torch.cuda.is_available() \
         else 'mmpoolformer.AmpCPUOptimWrapper'
     assert cfg.optim_wrapper.type == expected
+    cfg = Config(dict(optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='SGD'))))
+    _train_tool().enable_amp(cfg, False)
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='the CUDA machine keeps AmpOptimWrapper')
+def test_a_configs_amp_wrapper_runs_as_bf16_autocast_on_a_cpu_only_machine():
+    """The protocol configs ask for mmengine's AmpOptimWrapper, which needs CUDA."""
+    from mmengine.config import Config
+    cfg = Config(dict(optim_wrapper=dict(type='AmpOptimWrapper', loss_scale='dynamic',
+                                         optimizer=dict(type='SGD'))))
+    _train_tool().enable_amp(cfg, False)
+    assert cfg.optim_wrapper.type == 'mmpoolformer.AmpCPUOptimWrapper'
+    assert 'loss_scale' not in cfg.optim_wrapper

@@ -249,6 +249,9 @@ class MetaFormer(BaseModule):
             before any computation (``check_input_size``).
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH_OR_URL,
             prefix=None)`` loads ImageNet weights (see ``init_weights``).
+        pretrained (str, optional): Only None. mmseg passes a config's
+            ``model.pretrained`` here; weights go through ``init_cfg`` instead, and a
+            non-None value is refused with a message that says so.
     """
 
     arch_settings: dict = {}
@@ -272,9 +275,18 @@ class MetaFormer(BaseModule):
                  out_channels_last: bool = False,
                  compile: Union[bool, dict] = False,
                  quadratic_memory_limit: Optional[float] = None,
-                 init_cfg: Optional[dict] = None):
-        super().__init__(init_cfg=init_cfg)
+                 init_cfg: Optional[dict] = None,
+                 pretrained: Optional[str] = None):
         name, spec = type(self).__name__, self.family
+        if pretrained is not None:
+            # mmseg's EncoderDecoder hands its model.pretrained (a ResNet checkpoint in
+            # every ResNet-based mmseg config) to the backbone.
+            raise ValueError(
+                f'{name} got pretrained={pretrained!r}, which mmseg passes on from the '
+                f"config's model.pretrained (ResNet weights in mmseg's own configs, wrong for "
+                f'a MetaFormer). Set model.pretrained=None and give ImageNet weights through '
+                f"the backbone's init_cfg=dict(type='Pretrained', checkpoint=...).")
+        super().__init__(init_cfg=init_cfg)
         if spec is None:
             raise TypeError(f'{name} states no family: build one of the registered '
                             f'backbones (PoolFormer, ConvFormer, ...)')
@@ -453,6 +465,44 @@ class MetaFormer(BaseModule):
                 out = self.out_norms[str(i)](x).permute(0, 3, 1, 2)
                 outs.append(out if self.out_channels_last else out.contiguous())
         return tuple(outs)
+
+    # ------------------------------------------------------------------ lr decay
+    DECAY_TYPES = ('layer_wise', 'stage_wise')
+
+    def lr_decay_layout(self, decay_type: str) -> tuple:
+        """Depths of the parameters for learning-rate decay: ``(depths, labels)``.
+
+        ``depths`` maps each parameter name (relative to the backbone) to its depth: the
+        stem 0; then each block in order (``'layer_wise'``: block k of all blocks is k + 1)
+        or each stage (``'stage_wise'``: stage i is i + 1). A downsampling goes with the
+        stage it opens. The output norms are at the top, ``len(labels)``, with whatever
+        sits above the backbone. ``labels[d]`` says what depth d holds.
+        """
+        if decay_type not in self.DECAY_TYPES:
+            raise ValueError(f'decay_type must be one of {self.DECAY_TYPES}, got '
+                             f'{decay_type!r}')
+        layer_wise = decay_type == 'layer_wise'
+        labels = ['stem']
+        parts = [('stem.', 0)]
+        for i, stage in enumerate(self.stages):
+            opens = ' with its downsampling' if i else ''
+            if not layer_wise:
+                labels.append(f'stage {i}{opens}')
+            parts.append((f'stages.{i}.downsample.', len(labels) if layer_wise else
+                          len(labels) - 1))
+            for j in range(len(stage.blocks)):
+                if layer_wise:
+                    labels.append(f'stage {i} block {j}' + (opens if j == 0 else ''))
+                parts.append((f'stages.{i}.blocks.{j}.', len(labels) - 1))
+        parts.append(('out_norms.', len(labels)))
+        depths = {}
+        for name, _ in self.named_parameters():
+            depth = next((d for prefix, d in parts if name.startswith(prefix)), None)
+            if depth is None:  # a part added to the backbone without a depth
+                raise RuntimeError(f'{type(self).__name__}.lr_decay_layout has no depth for '
+                                   f'the parameter {name}')
+            depths[name] = depth
+        return depths, labels
 
     # ------------------------------------------------------------------ training state
     def _frozen_modules(self):

@@ -1,0 +1,12 @@
+_base_ = './_base_/cascade_mask_rcnn_3x_metaformer.py'
+model = dict(
+    backbone=dict(
+        type='ConvFormer',
+        arch='s36',
+        # ImageNet training rate: sail-sg/metaformer scripts/convformer/train_convformer_s36.sh
+        drop_path_rate=0.3,
+        init_cfg=dict(type='Pretrained', checkpoint='https://huggingface.co/sail/dl/resolve/main/convformer/convformer_s36.pth')))
+# ConvNeXt-T's recipe gives its stem the lr factor 0.7 ** 7 = 0.0824. Over this
+# arch's 36 blocks the same stem factor and the same full lr at the top take
+# 0.7 ** (7 / (36 + 1)) = 0.9347 per block: 0.935 (0.935 ** 37 = 0.0832).
+optim_wrapper = dict(paramwise_cfg=dict(decay_rate=0.935))

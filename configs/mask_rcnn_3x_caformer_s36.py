@@ -1,0 +1,12 @@
+_base_ = './_base_/mask_rcnn_3x_metaformer.py'
+model = dict(
+    backbone=dict(
+        type='CAFormer',
+        arch='s36',
+        # ImageNet training rate: sail-sg/metaformer scripts/caformer/train_caformer_s36.sh
+        drop_path_rate=0.3,
+        init_cfg=dict(type='Pretrained', checkpoint='https://huggingface.co/sail/dl/resolve/main/caformer/caformer_s36.pth')))
+# ConvNeXt-T's recipe gives its stem the lr factor 0.95 ** 7 = 0.6983. Over this
+# arch's 36 blocks the same stem factor and the same full lr at the top take
+# 0.95 ** (7 / (36 + 1)) = 0.9903 per block: 0.99 (0.99 ** 37 = 0.6894).
+optim_wrapper = dict(paramwise_cfg=dict(decay_rate=0.99))

@@ -1,0 +1,8 @@
+_base_ = './_base_/upernet_metaformer.py'
+model = dict(
+    backbone=dict(
+        type='CAFormer',
+        arch='s36',
+        # ImageNet training rate: sail-sg/metaformer scripts/caformer/train_caformer_s36.sh
+        drop_path_rate=0.3,
+        init_cfg=dict(type='Pretrained', checkpoint='https://huggingface.co/sail/dl/resolve/main/caformer/caformer_s36.pth')))

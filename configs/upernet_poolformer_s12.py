@@ -1,0 +1,7 @@
+_base_ = './_base_/upernet_metaformer.py'
+model = dict(
+    backbone=dict(
+        arch='s12',
+        # PoolFormer-S12's ImageNet training rate (sail-sg/poolformer README).
+        drop_path_rate=0.1,
+        init_cfg=dict(type='Pretrained', checkpoint='https://github.com/sail-sg/poolformer/releases/download/v1.0/poolformer_s12.pth.tar')))
