@@ -81,7 +81,7 @@ def test_no_decay_covers_the_scalars_and_scales_by_name():
     assert wd['backbone.stages.0.blocks.0.mlp.fc1.weight'] == WD
 
 
-def test_rate_one_is_the_plain_optimizer_and_the_table_is_logged(caplog):
+def test_rate_one_is_the_plain_optimizer():
     model = Detector(backbones.PoolFormer('s12'))
     groups = build_optim_wrapper(model, optim_cfg('layer_wise', rate=1)).optimizer.param_groups
     assert {g['lr'] for g in groups} == {LR}
