@@ -134,6 +134,14 @@ else:
         return False
 
 
+def captures_data_dependent_sizes() -> bool:
+    """Whether an operator whose output sizes only its kernel knows may run now without a
+    graph break: always in eager; under torch.compile where Dynamo keeps such operators in
+    the graph (``capture_dynamic_output_shape_ops``, which the backbones' ``compile``
+    switch sets and a plain ``torch.compile`` does not)."""
+    return not is_compiling() or bool(torch._dynamo.config.capture_dynamic_output_shape_ops)
+
+
 def custom_ops_in_graph() -> bool:
     """Whether the fast paths may stand in a graph that torch.compile captures now: custom
     operators exist, and the graph is not an export (which must see the reference ops)."""

@@ -201,10 +201,10 @@ def _operator_cases(dtype, device='cpu'):
         w1, w2 = torch.randn(4 * c, c) * 0.3, torch.randn(c, 4 * c) * 0.3
         cases += [
             (cpu._norm_mlp_residual_op, (*_leaves(x, w, b, w1, torch.randn(4 * c), w2, b, w,
-                                                  w), 1e-5, torch.float32, True)),
-            # (under bf16 autocast: an fp32 residual stream, bf16 GEMMs)
+                                                  w), 1e-5, torch.float32, True, False)),
+            # (under bf16 autocast: an fp32 residual stream, bf16 GEMMs; in one piece)
             (cpu._norm_mlp_residual_op, (*_leaves(x, w, b, w1, torch.randn(4 * c), w2, b, w,
-                                                  None), 1e-5, torch.bfloat16, False)),
+                                                  None), 1e-5, torch.bfloat16, False, True)),
             (cpu._mkldnn_linear_op, _leaves(x.view(-1, c), w1, torch.randn(4 * c))),
             (cpu._gelu_mlp_residual_op, (x.view(-1, c), x.view(-1, c), w1, None, w2, b)),
         ]
@@ -395,3 +395,42 @@ def test_the_whole_backbone_under_torch_compile_with_dynamic_sizes(mode):
                     assert_close(dict(enumerate(compiled(x))), dict(enumerate(eager(x))),
                                  (run, size))
         assert graphs() == before, run
+
+
+# A user's own torch.compile: none of the Dynamo settings that the compile switch makes.
+PLAIN_OPTIONS = {'default': {}, 'dynamic': dict(dynamic=True),
+                 'static': dict(dynamic=False), 'fullgraph': dict(fullgraph=True)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('options', PLAIN_OPTIONS)
+def test_a_plain_torch_compile_of_the_backbone_has_no_graph_break(options, monkeypatch):
+    """``torch.compile(backbone, **options)`` as a user calls it, trained at sizes on both
+    sides of the fused MLP's chunking threshold (and with several chunks above it): no
+    graph break, gradients of eager's, and no graph for a new size once Dynamo has made the
+    sizes symbolic (``dynamic=False`` compiles one graph per size, by definition). Eager
+    runs the MLP in chunks above the threshold; the plain compile runs it in one piece,
+    as its chunks' sizes would need ``capture_dynamic_output_shape_ops``."""
+    # Stage 1's MLP holds 2 x 16 x 20 x 64 fp32 = 160 KiB at 64 x 80, 640 KiB at 128 x 160.
+    monkeypatch.setattr(cpu, 'MLP_CHUNK_ABOVE', 256 * 2**10)
+    monkeypatch.setattr(cpu, 'MLP_CHUNK_BYTES', 64 * 2**10)
+    eager = PoolFormer(dict(TINY, mlp_ratios=4, layer_scale_init_value=1e-5)).train()
+    model = copy.deepcopy(eager)
+    compiled = torch.compile(model, **PLAIN_OPTIONS[options])
+    sizes = [(64, 80), (128, 160), (96, 64), (160, 128)]
+    for i, size in enumerate(sizes):
+        x = torch.randn(2, 3, *size)
+        weights = [torch.randn(o.shape) for o in eager(x)]
+        want = gradients(eager, x, weights)
+        x = x.requires_grad_()
+        sum((o * w).sum() for o, w in zip(compiled(x), weights)).backward()
+        got = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad(set_to_none=True)
+        assert_close({**got, 'input': x.grad}, want, size)
+        if i == 1:
+            after_two = graphs()
+    assert sum(counters['graph_break'].values()) == 0, dict(counters['graph_break'])
+    if options == 'static':
+        assert graphs() == len(sizes)
+    else:
+        assert graphs() == after_two <= (1 if options == 'dynamic' else 2)

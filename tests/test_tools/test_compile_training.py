@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from .test_train_test import CASES, free_port, run
+from .test_train_test import CASES, REPO, free_port, run
 
 COMPILE = 'model.backbone.compile=True'
 # Detection batches change size: keep-ratio resizes of 0.75x-2x of 64 px, padded to
@@ -88,3 +88,23 @@ def test_compiled_amp_training_in_two_processes(shapes, tmp_path):
     records = scalars(work_dir)
     assert len(records) == 2 and all(r['loss'] == r['loss'] for r in records)  # not NaN
     assert os.path.isfile(work_dir / 'iter_2.pth')
+
+
+def graph_breaks_in_our_code(log: str) -> list:
+    """The graph breaks that Dynamo logged (TORCH_LOGS=graph_breaks) with a frame of this
+    package's code in their user stack."""
+    package = os.path.join(REPO, 'mmpoolformer', '')
+    breaks = re.split(r'(?=Graph break in user code|Graph break: )', log)[1:]
+    return [b[:1500] for b in breaks if package in b]
+
+
+@pytest.mark.slow
+def test_mmengines_compile_has_no_graph_break_in_the_backbone(shapes, tmp_path):
+    """mmengine's own ``compile=True`` (torch.compile of the whole train_step, none of the
+    Dynamo settings of the backbone's switch), under bf16 autocast as the quickstarts
+    train: mmengine's and mmseg's code break the graph (the backward, the optimizer step,
+    the loss bookkeeping), the backbone never does."""
+    log = train('semantic_fpn', shapes, tmp_path / 'run', '--amp', iters=2,
+                env={'TORCH_LOGS': 'graph_breaks'}, options=['compile=True'])
+    assert 'Graph break' in log  # the log is the one searched below
+    assert graph_breaks_in_our_code(log) == []

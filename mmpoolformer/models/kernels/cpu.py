@@ -202,11 +202,11 @@ def _cast(t: Optional[Tensor], dtype) -> Optional[Tensor]:
 def _norm_mlp_residual_op(x: Tensor, gn_weight: Optional[Tensor], gn_bias: Optional[Tensor],
                           w1: Tensor, b1: Optional[Tensor], w2: Tensor, b2: Optional[Tensor],
                           layer_scale: Optional[Tensor], res_scale: Optional[Tensor],
-                          eps: float, compute: torch.dtype,
-                          channels_last: bool) -> List[Tensor]:
+                          eps: float, compute: torch.dtype, channels_last: bool,
+                          whole: bool) -> List[Tensor]:
     """[out, tokens, mean, rstd, *hidden, *act]: all but ``out`` are kept for the backward
     (``tokens``: the normed x in ``compute``); ``hidden`` and ``act`` are MLP_CHUNKS row
-    chunks each (``chunk_bounds``)."""
+    chunks each (``chunk_bounds``; ``whole``: one chunk of every row, then empty ones)."""
     c = x.shape[-1]
     with torch.autocast('cpu', enabled=False):
         x = x.contiguous()
@@ -217,7 +217,9 @@ def _norm_mlp_residual_op(x: Tensor, gn_weight: Optional[Tensor], gn_bias: Optio
         w2s, b2s = w2s.to(compute), _cast(b2s, compute)
         out_dtype = residual_dtype(x, layer_scale, res_scale, branch=compute)
         residual = (x if res_scale is None else x * res_scale).view(-1, c).to(out_dtype)
-        bounds = chunk_bounds(tokens.shape[0], w1.shape[0] * tokens.element_size())
+        rows = tokens.shape[0]
+        bounds = [0] + [rows] * MLP_CHUNKS if whole else \
+            chunk_bounds(rows, w1.shape[0] * tokens.element_size())
         hidden, act, out = [], [], []
         for start, stop in zip(bounds[:-1], bounds[1:]):
             if stop == start:
@@ -232,12 +234,16 @@ def _norm_mlp_residual_op(x: Tensor, gn_weight: Optional[Tensor], gn_bias: Optio
 
 @_norm_mlp_residual_op.register_fake
 def _(x, gn_weight, gn_bias, w1, b1, w2, b2, layer_scale, res_scale, eps, compute,
-      channels_last):
-    # The chunks' row counts are left to the kernel (unbacked sizes): torch.compile then
-    # neither guards on them nor recompiles when an input size moves a chunk boundary.
-    ctx = torch.library.get_ctx()
-    chunks = [x.new_empty((ctx.new_dynamic_size(), w1.shape[0]), dtype=compute)
-              for _ in range(2 * MLP_CHUNKS)]
+      channels_last, whole):
+    rows, hid = x[..., 0].numel(), w1.shape[0]
+    if whole:
+        sizes = [rows] + [0] * (MLP_CHUNKS - 1)
+    else:
+        # The chunks' row counts are left to the kernel (unbacked sizes): torch.compile then
+        # neither guards on them nor recompiles when an input size moves a chunk boundary.
+        ctx = torch.library.get_ctx()
+        sizes = [ctx.new_dynamic_size() for _ in range(MLP_CHUNKS)]
+    chunks = [x.new_empty((n, hid), dtype=compute) for _ in range(2) for n in sizes]
     out_dtype = residual_dtype(x, layer_scale, res_scale, branch=compute)
     return [torch.empty_like(x, dtype=out_dtype, memory_format=torch.contiguous_format),
             x.new_empty((x[..., 0].numel(), x.shape[-1]), dtype=compute),
@@ -360,7 +366,7 @@ def _(grad, x, tokens, mean, rstd, hidden, act, gn_weight, w1, w2, b2, layer_sca
 
 def _norm_mlp_residual_setup(ctx, inputs, output):
     (x, gn_weight, gn_bias, w1, b1, w2, b2, layer_scale, res_scale, _, _,
-     channels_last) = inputs
+     channels_last, _) = inputs
     ctx.mark_non_differentiable(*output[1:])
     ctx.save_for_backward(x, *output[1:], gn_weight, w1, w2, b2, layer_scale, res_scale)
     ctx.present = [t is not None for t in inputs[:9]]
@@ -375,7 +381,7 @@ def _norm_mlp_residual_grad(ctx, grads_out):
                            saved[2 * MLP_CHUNKS:])
     grads = _norm_mlp_residual_backward_op(
         grads_out[0], x, tokens, mean, rstd, hidden, act, *params, needs, ctx.channels_last)
-    return tuple(g if need else None for g, need in zip(grads, needs)) + (None, None, None)
+    return tuple(g if need else None for g, need in zip(grads, needs)) + (None, ) * 4
 
 
 _norm_mlp_residual_op.register_autograd(_norm_mlp_residual_grad,
@@ -384,10 +390,16 @@ _norm_mlp_residual_op.register_autograd(_norm_mlp_residual_grad,
 
 def norm_mlp_residual(x, norm, mlp, layer_scale, res_scale, channels_last: bool = True):
     """The fused channel-MLP line on a block's modules (``layer_scale``/``res_scale``: (C,)
-    or None; ``channels_last``: the norm's backward kernel may read channels-last views)."""
+    or None; ``channels_last``: the norm's backward kernel may read channels-last views).
+
+    Its row chunks have sizes that only the kernel knows. Where torch.compile would break
+    the graph on such an operator (a plain ``torch.compile``, without
+    ``capture_dynamic_output_shape_ops``), the MLP runs in one piece instead: the same
+    numbers, sizes that follow from the input's, one graph for every input size."""
     return _norm_mlp_residual_op(x, norm.weight, norm.bias, mlp.fc1.weight, mlp.fc1.bias,
                                  mlp.fc2.weight, mlp.fc2.bias, layer_scale, res_scale,
-                                 norm.eps, compute_dtype(x), channels_last)[0]
+                                 norm.eps, compute_dtype(x), channels_last,
+                                 not compat.captures_data_dependent_sizes())[0]
 
 
 def _mlp_rows(tokens: Tensor, residual: Tensor, w1: Tensor, b1: Optional[Tensor], w2: Tensor,

@@ -99,8 +99,9 @@ def plain_norm_mlp_residual(x, gn_w, gn_b, w1, b1, w2, b2, ls, rs):
 @pytest.mark.parametrize('layer_scale,res_scale,bias,chunk_bytes', [
     (True, False, True, 2**24), (True, False, True, 3000), (False, True, False, 2**24),
     (True, True, True, 3000), (False, False, True, 3000)])
+@pytest.mark.parametrize('whole', [False, True], ids=['chunks', 'whole'])
 def test_fused_norm_mlp_residual_matches_the_plain_expression(layer_scale, res_scale, bias,
-                                                              chunk_bytes, monkeypatch):
+                                                              chunk_bytes, whole, monkeypatch):
     if not fused_ops.mkldnn_linear_available():
         pytest.skip('this torch build has no oneDNN linear')
     monkeypatch.setattr(fused_ops, 'MLP_CHUNK_BYTES', chunk_bytes)
@@ -116,7 +117,7 @@ def test_fused_norm_mlp_residual_matches_the_plain_expression(layer_scale, res_s
               torch.rand(c) + 0.5 if res_scale else None]
     inputs = [x] + params
     leaves = [t.clone().requires_grad_() if t is not None else None for t in inputs]
-    out = fused_ops._norm_mlp_residual_op(*leaves, 1e-5, torch.float32, True)[0]
+    out = fused_ops._norm_mlp_residual_op(*leaves, 1e-5, torch.float32, True, whole)[0]
     ref_leaves = [t.double().requires_grad_() if t is not None else None for t in inputs]
     ref = plain_norm_mlp_residual(*ref_leaves)
     assert ((out.double() - ref).abs().max() / ref.abs().max()).item() < 1e-5
@@ -138,7 +139,7 @@ def test_fused_norm_mlp_residual_computes_only_the_gradients_asked_for():
     w1, w2 = torch.randn(4 * c, c), torch.randn(c, 4 * c)
     ls = torch.ones(c, requires_grad=True)
     out = fused_ops._norm_mlp_residual_op(x, torch.ones(c), torch.zeros(c), w1, None, w2,
-                                          None, ls, None, 1e-5, torch.float32, True)[0]
+                                          None, ls, None, 1e-5, torch.float32, True, False)[0]
     gx, gls = torch.autograd.grad(out.sum(), (x, ls))
     assert gx.shape == x.shape and gls.shape == ls.shape
 
