@@ -168,13 +168,22 @@ def test_quickstart_configs_inherit_the_real_ones(path):
     assert cfg.model.backbone.init_cfg is None  # offline: no ImageNet download
     for key in ('type', 'arch', 'out_indices'):
         assert cfg.model.backbone[key] == real.model.backbone[key]
-    # The backbone-facing side of the neck is the real one; the quickstart recipe may narrow
-    # the FPN and its head (RetinaNet: 128 channels, 3 levels; docs/quickstart.md).
-    for key in ('type', 'in_channels'):
-        assert cfg.model.neck[key] == real.model.neck[key]
-    if cfg.model.neck != real.model.neck:
-        assert name(path) == 'retinanet_poolformer_s12_shapes'
-        assert cfg.model.bbox_head.in_channels == cfg.model.neck.out_channels
+    # The backbone-facing side of the neck (UperNet: of the heads) is the real one; the
+    # quickstart recipe may narrow the FPN and its head (RetinaNet: 128 channels, 3 levels;
+    # Semantic FPN: 128 channels; docs/quickstart.md).
+    if 'neck' not in real.model:
+        for head in ('decode_head', 'auxiliary_head'):
+            for key in ('type', 'in_channels', 'in_index'):
+                assert cfg.model[head][key] == real.model[head][key]
+    else:
+        for key in ('type', 'in_channels'):
+            assert cfg.model.neck[key] == real.model.neck[key]
+    if 'neck' in real.model and cfg.model.neck != real.model.neck:
+        head = cfg.model.get('bbox_head', cfg.model.get('decode_head'))
+        assert name(path) in ('retinanet_poolformer_s12_shapes',
+                              'semantic_fpn_poolformer_s12_shapes')
+        assert head.in_channels in (cfg.model.neck.out_channels,
+                                    [cfg.model.neck.out_channels] * cfg.model.neck.num_outs)
     assert cfg.optim_wrapper.optimizer.type == real.optim_wrapper.optimizer.type
     assert build(cfg) is not None
 

@@ -4,11 +4,12 @@
 # it (tools/test.py), draw its predictions on four validation images, plot its training
 # curves and summarise the run (tools/analysis/quickstart_report.py).
 #
-#   bash tools/quickstart.sh [--task det|seg|ins] [--seed N] [extra tools/train.py arguments]
+#   bash tools/quickstart.sh [--task det|seg|ins|upernet] [--seed N] [extra tools/train.py arguments]
 #
 # --task det (default)  RetinaNet, COCO bbox mAP                  work_dirs/quickstart
 #        seg            Semantic FPN, mIoU                        work_dirs/quickstart_seg
 #        ins            Mask R-CNN, COCO mask (segm) mAP          work_dirs/quickstart_ins
+#        upernet        UperNet with stage-wise lr decay, mIoU    work_dirs/quickstart_upernet
 # --seed N trains with randomness.seed=N (the configs' is 0); the work dir gets _seedN.
 # Environment (relative paths are from the repository root):
 #   WORK_DIR                the work dir instead of the one above
@@ -31,8 +32,8 @@ while (($#)); do
     *) TRAIN_ARGS+=("$1"); shift; continue ;;
   esac
   if [[ "$opt" == --task ]]; then
-    if [[ ! "$value" =~ ^(det|seg|ins)$ ]]; then
-      echo "ERROR: --task must be det, seg or ins, got '$value'" >&2
+    if [[ ! "$value" =~ ^(det|seg|ins|upernet)$ ]]; then
+      echo "ERROR: --task must be det, seg, ins or upernet, got '$value'" >&2
       exit 2
     fi
     TASK="$value"
@@ -61,6 +62,11 @@ case "$TASK" in
     NAME=quickstart_seg LAYOUT=seg METRIC=mIoU
     IMAGES="$DATA/ade/ADEChallengeData2016/images/validation"
     TITLE="Semantic FPN-PoolFormer-S12 on the synthetic shapes (quickstart)" ;;
+  upernet)
+    CONFIG=configs/quickstart/upernet_poolformer_s12_shapes.py
+    NAME=quickstart_upernet LAYOUT=seg METRIC=mIoU
+    IMAGES="$DATA/ade/ADEChallengeData2016/images/validation"
+    TITLE="UperNet-PoolFormer-S12 on the synthetic shapes (quickstart)" ;;
 esac
 WORK=${WORK_DIR:-work_dirs/$NAME${SEED:+_seed$SEED}}
 SEED_ARGS=()

@@ -1,4 +1,4 @@
-"""tools/quickstart.sh: its options, and a whole (tiny) run of the segmentation quickstart."""
+"""tools/quickstart.sh: its options, and a whole (tiny) run of the segmentation quickstarts."""
 import os
 import os.path as osp
 import re
@@ -18,7 +18,7 @@ def quickstart(*args, env=None, timeout=600):
     return proc.returncode, proc.stdout
 
 
-TASK_ERROR = "ERROR: --task must be det, seg or ins, got '{}'"
+TASK_ERROR = "ERROR: --task must be det, seg, ins or upernet, got '{}'"
 SEED_ERROR = "ERROR: --seed needs a non-negative integer, got '{}'"
 
 
@@ -49,11 +49,12 @@ SHRINK = [
 
 
 @pytest.mark.slow
-def test_segmentation_quickstart_trains_tests_draws_plots_and_reports(tmp_path):
+@pytest.mark.parametrize('task,config', [('seg', 'semantic_fpn'), ('upernet', 'upernet')])
+def test_segmentation_quickstart_trains_tests_draws_plots_and_reports(task, config, tmp_path):
     import cv2
 
     data, work = tmp_path / 'shapes', tmp_path / 'work'
-    rc, log = quickstart('--seed', '3', '--task', 'seg', '--cfg-options', *SHRINK, env=dict(
+    rc, log = quickstart('--seed', '3', '--task', task, '--cfg-options', *SHRINK, env=dict(
         QUICKSTART_DATA=str(data), WORK_DIR=str(work),
         QUICKSTART_SHAPES_ARGS='--num-train 4 --num-val 4 --size 64'))
     assert rc == 0, log[-4000:]
@@ -61,8 +62,8 @@ def test_segmentation_quickstart_trains_tests_draws_plots_and_reports(tmp_path):
     assert sorted(p.name for p in data.iterdir()) == ['.complete-seg.json', 'ade']
     val_images = data / 'ade' / 'ADEChallengeData2016' / 'images' / 'validation'
     assert cv2.imread(str(val_images / '000003.jpg')).shape == (64, 64, 3)
-    # The Semantic FPN config trained with the seed and the extra options.
-    trained = (work / 'semantic_fpn_poolformer_s12_shapes.py').read_text()
+    # The task's config trained with the seed and the extra options.
+    trained = (work / f'{config}_poolformer_s12_shapes.py').read_text()
     assert 'seed=3' in trained and 'max_iters=2' in trained
     assert (work / 'iter_2.pth').exists()
     # tools/test.py evaluated the 4 validation images of that root, not data/shapes.
