@@ -12,6 +12,9 @@ model = dict(
     neck=dict(out_channels=128),
     decode_head=dict(in_channels=[128, 128, 128, 128], channels=64, num_classes=4))
 
+# (mmseg's inference_model and MMSegInferencer read the top-level test_pipeline)
+train_pipeline = {{_base_.shapes_train_pipeline}}
+test_pipeline = {{_base_.shapes_test_pipeline}}
 train_dataloader = {{_base_.shapes_train_dataloader}}
 val_dataloader = {{_base_.shapes_val_dataloader}}
 test_dataloader = val_dataloader

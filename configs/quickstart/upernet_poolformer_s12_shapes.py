@@ -17,6 +17,9 @@ model = dict(
     auxiliary_head=dict(channels=64, num_classes=4),
     test_cfg=dict(_delete_=True, mode='whole'))
 
+# (mmseg's inference_model and MMSegInferencer read the top-level test_pipeline)
+train_pipeline = {{_base_.shapes_train_pipeline}}
+test_pipeline = {{_base_.shapes_test_pipeline}}
 train_dataloader = {{_base_.shapes_train_dataloader}}
 val_dataloader = {{_base_.shapes_val_dataloader}}
 test_dataloader = val_dataloader

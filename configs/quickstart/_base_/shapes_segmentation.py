@@ -18,7 +18,7 @@ _dataset = dict(
 shapes_crop_size = (192, 192)
 # Every flip keeps each shape's class (as in the detection quickstart); the 256 px images
 # are rescaled by 0.75-1.5 before the crop.
-_train_pipeline = [
+shapes_train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='RandomResize', scale=(256, 256), ratio_range=(0.75, 1.5), keep_ratio=True),
@@ -28,7 +28,7 @@ _train_pipeline = [
     dict(type='PhotoMetricDistortion'),
     dict(type='PackSegInputs')
 ]
-_test_pipeline = [
+shapes_test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(256, 256), keep_ratio=True),
     dict(type='ResizeToMultiple', size_divisor=32),
@@ -42,7 +42,7 @@ shapes_train_dataloader = dict(
         _delete_=True,
         **_dataset,
         data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
-        pipeline=_train_pipeline))
+        pipeline=shapes_train_pipeline))
 shapes_val_dataloader = dict(
     batch_size=1,
     num_workers=1,
@@ -51,7 +51,7 @@ shapes_val_dataloader = dict(
         **_dataset,
         data_prefix=dict(img_path='images/validation',
                          seg_map_path='annotations/validation'),
-        pipeline=_test_pipeline))
+        pipeline=shapes_test_pipeline))
 
 _iters = 1000
 shapes_train_cfg = dict(max_iters=_iters, val_interval=_iters)
