@@ -246,7 +246,7 @@ def _(x, gn_weight, gn_bias, w1, b1, w2, b2, layer_scale, res_scale, eps, comput
     chunks = [x.new_empty((n, hid), dtype=compute) for _ in range(2) for n in sizes]
     out_dtype = residual_dtype(x, layer_scale, res_scale, branch=compute)
     return [torch.empty_like(x, dtype=out_dtype, memory_format=torch.contiguous_format),
-            x.new_empty((x[..., 0].numel(), x.shape[-1]), dtype=compute),
+            x.new_empty((rows, x.shape[-1]), dtype=compute),
             x.new_empty((x.shape[0], 1)), x.new_empty((x.shape[0], 1)), *chunks]
 
 
