@@ -2,7 +2,7 @@
 
     python tools/analysis/benchmark_backbone.py [--archs s12 s24 ...] [--batch 2]
         [--size 512 512] [--repeat 7] [--channels-last-reference] [--compile [--cold]]
-        [--memory] [--detector] [--device cpu|cuda]
+        [--roofline] [--memory] [--detector] [--device cpu|cuda]
 
 Everything is measured side by side in one run, on the same weights and inputs:
 - the reference: ``mmpoolformer.testing.OfficialPoolFormer``, the official definition in
@@ -17,7 +17,10 @@ For fp32 and bf16 autocast, eval (no grad) and train (forward + backward): media
 (the implementations alternate, step by step), images/s, achieved GFLOP/s (conv +
 matmul FLOPs of the model, counted by torch's FlopCounterMode; a train step counts 3x the
 forward) as a share of this machine's measured matmul peak (the faster of MKL's and
-oneDNN's GEMM on 2048 x 2048 operands), and the speed-up. ``--memory`` adds peak training
+oneDNN's GEMM on 2048 x 2048 operands), and the speed-up. ``--roofline`` adds each step's
+share of the least time this machine allows for it (``least_time``: the step's GEMM FLOPs at
+the measured matmul peak of its dtype plus the bytes it must move at the measured memory
+bandwidth). ``--memory`` adds peak training
 memory at 800x1216 (each measurement in a fresh process: peak RSS during the step minus RSS
 before); ``--detector`` adds a RetinaNet-S12 training iteration with either backbone.
 Benchmarks are not tests: the test suite checks that the fast paths give the reference's
@@ -39,6 +42,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from mmpoolformer import testing  # noqa: E402
 from mmpoolformer.models import PoolFormer  # noqa: E402
 from mmpoolformer.models.kernels import cpu as cpu_kernels  # noqa: E402
+from mmpoolformer.testing.official_poolformer import OfficialBlock, OfficialEmbed  # noqa: E402
 
 
 def sync(device):
@@ -75,6 +79,62 @@ def matmul_peak(dtype, device, n=2048, repeat=5):
     if device.type == 'cpu' and cpu_kernels.mkldnn_linear_available():
         fns['onednn'] = lambda: cpu_kernels.linear(a, b, None)
     return max(2 * n**3 / t / 1e9 for t in timeit(fns, repeat, device).values())
+
+
+def memory_bandwidth(device, mib=512, repeat=5):
+    """Bytes/s of the faster of a copy and an add over fp32 tensors far larger than the
+    caches (STREAM's counting: each element read or written once, no write-allocate)."""
+    n = mib * 2**20 // 4
+    a, c = torch.rand(n, device=device), torch.rand(n, device=device)
+    b = torch.empty_like(a)
+    moved = {'copy': 2 * 4 * n, 'add': 3 * 4 * n}
+    times = timeit({'copy': lambda: b.copy_(a), 'add': lambda: torch.add(a, c, out=b)},
+                   repeat, device)
+    return max(moved[name] / t for name, t in times.items())
+
+
+def least_time(ref, x, train, gemm_peak, bandwidth):
+    """Seconds a step cannot beat on this machine, as (GEMM, memory): its GEMM FLOPs at
+    ``gemm_peak`` (FLOP/s) and the bytes it must move at ``bandwidth`` (bytes/s).
+
+    FLOPs: every convolution and matmul of the step (forward, and in training the backward
+    that autograd runs), counted by torch's FlopCounterMode. Bytes: the fp32 stream of every
+    block (the official dtype, also under autocast), read and written once per sub-block:
+    forward, read x and write its output for the token mixer and again for the MLP (4 passes
+    of the block's tensor); backward, read the output's gradient and the input and write the
+    input's gradient for each (6 more). The stem's and downsamplings' inputs and outputs and
+    the output norms likewise; the weights read once (training: twice, and their gradients
+    written). Nothing else is counted: the MLP's hidden tensor, norm statistics and the
+    reductions of their gradients are taken to stay in the caches, so the bound is below
+    what any implementation can reach.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+    elems = []  # (numel, passes) of each fp32 tensor the step must move
+
+    def block_hook(module, inputs, output):
+        elems.append((output.numel(), 10 if train else 4))
+
+    def layer_hook(module, inputs, output):
+        needs_grad = inputs[0].requires_grad  # the stem's input gets no gradient
+        elems.append((inputs[0].numel(), (1 + 1 + needs_grad) if train else 1))
+        elems.append((output.numel(), 2 if train else 1))
+
+    hooks = []
+    for name, module in ref.named_modules():
+        if isinstance(module, OfficialBlock):
+            hooks.append(module.register_forward_hook(block_hook))
+        elif (isinstance(module, OfficialEmbed)
+              or (name.startswith('norm') and '.' not in name)):
+            hooks.append(module.register_forward_hook(layer_hook))
+    params = sum(p.numel() for p in ref.parameters())
+    try:
+        with FlopCounterMode(display=False) as counter:
+            step_fn(ref, x, train, 'fp32')()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    moved = 4 * (sum(n * passes for n, passes in elems) + params * (3 if train else 1))
+    return counter.get_total_flops() / gemm_peak, moved / bandwidth
 
 
 LOW_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -127,8 +187,9 @@ def bench_arch(arch, args, peaks):
     print(f'\n## {arch}, batch {args.batch}, {args.size[0]}x{args.size[1]}: '
           f'{flops / 1e9:.1f} GFLOP forward; ours vs reference: max rel. error fp32 '
           f'{err:.1e}, bf16 cosine {cos:.5f}')
-    print('| mode | impl | s/step | img/s | GFLOP/s | % of matmul peak | speed-up |')
-    print('|---|---|---|---|---|---|---|')
+    roofline = ' % of least time |' if args.roofline else ''
+    print('| mode | impl | s/step | img/s | GFLOP/s | % of matmul peak | speed-up |' + roofline)
+    print('|---|---|---|---|---|---|---|' + '---|' * bool(roofline))
     ref_cl = x_cl = None
     if args.channels_last_reference:
         # The same reference code on channels_last tensors: what a user can get from the
@@ -141,6 +202,9 @@ def bench_arch(arch, args, peaks):
         for train in (False, True):
             mode = f'{dtype} {"train" if train else "eval"}'
             step_flops = flops * (3 if train else 1)
+            peak = peaks[dtype if dtype == 'fp32' else 'bf16']
+            bound = (least_time(ref, x, train, peak * 1e9, peaks['bandwidth'])
+                     if args.roofline else None)
             candidates = {'reference': step_fn(ref, x, train, dtype)}
             if ref_cl is not None:
                 candidates['reference, channels_last'] = step_fn(ref_cl, x_cl, train, dtype)
@@ -160,9 +224,10 @@ def bench_arch(arch, args, peaks):
                     extra = f' ({fp32_ref_eval / t:.2f}x vs fp32 reference)'
                 if name in first:
                     extra += f'; first call {first[name]:.1f} s'
+                share = (f' {100 * sum(bound) / t:.0f}% of {sum(bound):.3f} s ('
+                         f'{bound[0]:.3f} GEMM + {bound[1]:.3f} memory) |' if bound else '')
                 print(f'| {mode} | {name} | {t:.3f} | {args.batch / t:.2f} | {gflops:.0f} | '
-                      f'{100 * gflops / peaks[dtype if dtype == "fp32" else "bf16"]:.0f}% | '
-                      f'{speedup:.2f}x{extra} |')
+                      f'{100 * gflops / peak:.0f}% | {speedup:.2f}x{extra} |{share}')
 
 
 def _compiled_pair(ref, ours) -> dict:
@@ -316,6 +381,10 @@ def main():
     parser.add_argument('--cold', action='store_true',
                         help='with --compile: no compile caches (Inductor, AOTAutograd), so '
                              'that first calls show cold compile times')
+    parser.add_argument('--roofline', action='store_true',
+                        help="also each step's share of the least time this machine allows "
+                             '(GEMM FLOPs at the matmul peak plus the bytes it must move at '
+                             'the measured memory bandwidth)')
     parser.add_argument('--memory', action='store_true')
     parser.add_argument('--detector', action='store_true')
     parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'),
@@ -337,10 +406,14 @@ def main():
     torch.manual_seed(0)
     peaks = {'fp32': matmul_peak(torch.float32, args.device),
              'bf16': matmul_peak(torch.bfloat16, args.device)}
+    if args.roofline:
+        peaks['bandwidth'] = memory_bandwidth(args.device)
     where = (torch.cuda.get_device_name() if args.device.type == 'cuda'
              else f'{torch.get_num_threads()} CPU threads')
     print(f'torch {torch.__version__}, {where}; measured matmul peak: fp32 '
-          f'{peaks["fp32"]:.0f} GFLOP/s, bf16 {peaks["bf16"]:.0f} GFLOP/s')
+          f'{peaks["fp32"]:.0f} GFLOP/s, bf16 {peaks["bf16"]:.0f} GFLOP/s'
+          + (f'; memory bandwidth {peaks["bandwidth"] / 1e9:.1f} GB/s' if args.roofline
+             else ''))
     for arch in args.archs:
         bench_arch(arch, args, peaks)
     if args.memory:
