@@ -169,8 +169,8 @@ def test_quickstart_configs_inherit_the_real_ones(path):
     for key in ('type', 'arch', 'out_indices'):
         assert cfg.model.backbone[key] == real.model.backbone[key]
     # The backbone-facing side of the neck (UperNet: of the heads) is the real one; the
-    # quickstart recipe may narrow the FPN and its head (RetinaNet: 128 channels, 3 levels;
-    # Semantic FPN: 128 channels; docs/quickstart.md).
+    # quickstart recipe may narrow the FPN and its heads (RetinaNet: 128 channels, 3 levels;
+    # Semantic FPN: 128 channels; Mask R-CNN: 128 channels, 4 levels; docs/quickstart.md).
     if 'neck' not in real.model:
         for head in ('decode_head', 'auxiliary_head'):
             for key in ('type', 'in_channels', 'in_index'):
@@ -179,11 +179,20 @@ def test_quickstart_configs_inherit_the_real_ones(path):
         for key in ('type', 'in_channels'):
             assert cfg.model.neck[key] == real.model.neck[key]
     if 'neck' in real.model and cfg.model.neck != real.model.neck:
-        head = cfg.model.get('bbox_head', cfg.model.get('decode_head'))
         assert name(path) in ('retinanet_poolformer_s12_shapes',
-                              'semantic_fpn_poolformer_s12_shapes')
-        assert head.in_channels in (cfg.model.neck.out_channels,
-                                    [cfg.model.neck.out_channels] * cfg.model.neck.num_outs)
+                              'semantic_fpn_poolformer_s12_shapes',
+                              'mask_rcnn_poolformer_s12_shapes')
+        width = cfg.model.neck.out_channels
+        heads = [cfg.model[key] for key in ('bbox_head', 'decode_head', 'rpn_head')
+                 if key in cfg.model]
+        if 'roi_head' in cfg.model:
+            roi = cfg.model.roi_head
+            heads += [roi.bbox_head, roi.mask_head]
+            for extractor in (roi.bbox_roi_extractor, roi.mask_roi_extractor):
+                assert extractor.out_channels == width
+                assert len(extractor.featmap_strides) == cfg.model.neck.num_outs
+        for head in heads:
+            assert head.in_channels in (width, [width] * cfg.model.neck.num_outs)
     assert cfg.optim_wrapper.optimizer.type == real.optim_wrapper.optimizer.type
     assert build(cfg) is not None
 

@@ -16,7 +16,7 @@ shapes_drawn_metric = dict(type='mmpoolformer.DetectionErrorMetric', ann_file=sh
                            score_thr=0.3)
 shapes_batch_size = 4
 
-_iters = 1500
+_iters = 750
 shapes_train_cfg = dict(
     _delete_=True, type='IterBasedTrainLoop', max_iters=_iters, val_interval=_iters)
 shapes_optim_wrapper = dict(
