@@ -93,9 +93,8 @@ def memory_bandwidth(device, mib=512, repeat=5):
     return max(moved[name] / t for name, t in times.items())
 
 
-def least_time(ref, x, train, gemm_peak, bandwidth):
-    """Seconds a step cannot beat on this machine, as (GEMM, memory): its GEMM FLOPs at
-    ``gemm_peak`` (FLOP/s) and the bytes it must move at ``bandwidth`` (bytes/s).
+def step_cost(ref, x, train):
+    """(GEMM FLOPs, bytes it must move) of a step of the reference ``ref`` on ``x``.
 
     FLOPs: every convolution and matmul of the step (forward, and in training the backward
     that autograd runs), counted by torch's FlopCounterMode. Bytes: the fp32 stream of every
@@ -134,7 +133,15 @@ def least_time(ref, x, train, gemm_peak, bandwidth):
         for hook in hooks:
             hook.remove()
     moved = 4 * (sum(n * passes for n, passes in elems) + params * (3 if train else 1))
-    return counter.get_total_flops() / gemm_peak, moved / bandwidth
+    return counter.get_total_flops(), moved
+
+
+def least_time(ref, x, train, gemm_peak, bandwidth, cost=None):
+    """Seconds a step cannot beat on this machine, as (GEMM, memory): its GEMM FLOPs at
+    ``gemm_peak`` (FLOP/s) and the bytes it must move at ``bandwidth`` (bytes/s), from
+    ``step_cost`` (or ``cost``, its result, when already counted)."""
+    flops, moved = cost or step_cost(ref, x, train)
+    return flops / gemm_peak, moved / bandwidth
 
 
 LOW_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -197,14 +204,17 @@ def bench_arch(arch, args, peaks):
         ref_cl = copy.deepcopy(ref).to(memory_format=torch.channels_last)
         x_cl = x.contiguous(memory_format=torch.channels_last)
     compiled = _compiled_pair(ref, ours) if args.compile else {}
+    # The counts do not depend on the dtype, only the peak they are divided by.
+    costs = {train: step_cost(ref, x, train) for train in (False, True)} if args.roofline \
+        else {}
     fp32_ref_eval = None
     for dtype in ('fp32', 'bf16') + (('fp16', ) if device.type == 'cuda' else ()):
         for train in (False, True):
             mode = f'{dtype} {"train" if train else "eval"}'
             step_flops = flops * (3 if train else 1)
             peak = peaks[dtype if dtype == 'fp32' else 'bf16']
-            bound = (least_time(ref, x, train, peak * 1e9, peaks['bandwidth'])
-                     if args.roofline else None)
+            bound = (least_time(ref, x, train, peak * 1e9, peaks['bandwidth'], costs[train])
+                     if costs else None)
             candidates = {'reference': step_fn(ref, x, train, dtype)}
             if ref_cl is not None:
                 candidates['reference, channels_last'] = step_fn(ref_cl, x_cl, train, dtype)
